@@ -1,0 +1,47 @@
+"""Request hooks: request id and timing, bearer-key authentication, and the gateway's headers."""
+import time
+import uuid
+
+from flask import g, request
+
+from deltallm.api.common import gateway
+from deltallm.errors import PermissionDenied
+
+OPEN_PREFIXES = ("/health",)
+
+
+def presented_key():
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+    # Azure- and Anthropic-style SDKs send the key in their own headers.
+    return request.headers.get("api-key") or request.headers.get("x-api-key")
+
+
+def before():
+    g.started = time.perf_counter()
+    g.request_id = request.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+    g.call = None
+    if request.routing_exception is not None or request.path.startswith(OPEN_PREFIXES):
+        return  # unknown routes answer 404 with or without a key
+    g.principal = principal = gateway().keys.authenticate(presented_key())
+    if request.blueprint == "admin" and not principal.is_master:
+        raise PermissionDenied("The admin API needs the master key.")
+
+
+def after(response):
+    headers = response.headers
+    headers["x-request-id"] = g.get("request_id") or f"req_{uuid.uuid4().hex}"
+    call = g.get("call")
+    if call is not None:
+        elapsed = time.perf_counter() - g.started - call.upstream_s
+        headers["x-deltallm-overhead-ms"] = f"{elapsed * 1000:.2f}"
+        if call.deployment is not None:
+            headers["x-deltallm-deployment"] = call.deployment.id
+    return response
+
+
+def init_app(app):
+    app.before_request(before)
+    app.after_request(after)

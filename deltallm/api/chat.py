@@ -1,0 +1,32 @@
+"""POST /v1/chat/completions, plain and streamed."""
+from flask import Blueprint
+
+from deltallm.api.common import check_model_access, gateway, json_body, json_response, new_call, sse_response
+from deltallm.schemas.chat import chat_request
+from deltallm.sse import event
+
+bp = Blueprint("chat", __name__)
+
+
+@bp.post("/v1/chat/completions")
+@bp.post("/chat/completions")
+def chat_completions():
+    body = json_body(chat_request)
+    check_model_access(body["model"])
+    call = new_call()
+    router = gateway().router
+    if not body.get("stream"):
+        return json_response(router.run(call, body["model"], lambda d: d.adapter.chat(call, body)))
+    chunks = router.run(call, body["model"], lambda d: d.adapter.chat_stream(call, body))
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    return sse_response(encode_chunks(chunks, include_usage))
+
+
+def encode_chunks(chunks, include_usage):
+    """Chunks as SSE events; the usage-only chunk is kept only when the client asked for it."""
+    for chunk in chunks:
+        if not include_usage:
+            if not chunk.get("choices") and chunk.get("usage") is not None:
+                continue
+            chunk.pop("usage", None)
+        yield event(chunk)

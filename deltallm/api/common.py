@@ -1,0 +1,45 @@
+"""Helpers every view shares: gateway state, JSON in and out, the per-request Call."""
+import orjson
+from flask import Response, current_app, g, request
+
+from deltallm.errors import InvalidRequest, PermissionDenied
+from deltallm.providers.base import Call
+from deltallm.schemas.common import load
+from deltallm.sse import HEADERS, guarded
+
+JSON = "application/json"
+
+
+def gateway():
+    return current_app.extensions["deltallm"]
+
+
+def json_body(schema=None):
+    """The parsed JSON body (validated by `schema` if given); 400 on malformed JSON, 413 if too big."""
+    request.max_content_length = gateway().max_body_bytes
+    raw = request.get_data(cache=False)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
+    return load(schema, body) if schema is not None else body
+
+
+def json_response(obj, status=200):
+    return Response(orjson.dumps(obj), status=status, mimetype=JSON)
+
+
+def sse_response(encoded_events):
+    """Stream already-encoded SSE bytes; failures mid-stream end with an error event."""
+    return Response(guarded(encoded_events, g.request_id), mimetype="text/event-stream",
+                    headers=HEADERS, direct_passthrough=True)
+
+
+def new_call():
+    g.call = call = Call(g.request_id)
+    return call
+
+
+def check_model_access(model):
+    if not g.principal.may_use_model(model):
+        raise PermissionDenied(f"This key is not allowed to use model `{model}`.", param="model")

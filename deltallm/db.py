@@ -1,0 +1,67 @@
+"""The late-bound Peewee database: SQLite by default, pooled PostgreSQL in production."""
+import contextlib
+import logging
+from urllib.parse import unquote, urlparse
+
+from peewee import DatabaseProxy
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+
+logger = logging.getLogger(__name__)
+
+database = DatabaseProxy()
+DEFAULT_SQLITE = "deltallm.db"
+
+
+def make_database(url=None):
+    """A Peewee database for a URL: `sqlite:///path`, a bare path, or `postgres[ql]://...`."""
+    url = url or DEFAULT_SQLITE
+    parsed = urlparse(url)
+    if parsed.scheme in ("postgres", "postgresql"):
+        green_psycopg()
+        return PooledPostgresqlDatabase(
+            unquote(parsed.path.lstrip("/")) or "postgres",
+            user=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            host=parsed.hostname or "127.0.0.1", port=parsed.port or 5432,
+            max_connections=32, stale_timeout=300, timeout=10, autoconnect=True)
+    if parsed.scheme == "sqlite":
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else parsed.path
+        path = path or ":memory:"
+    elif parsed.scheme in ("", "file"):
+        path = url
+    else:
+        raise ValueError(f"unsupported database_url scheme '{parsed.scheme}' (use sqlite:/// or postgres://)")
+    return PooledSqliteDatabase(path, max_connections=64, stale_timeout=300, timeout=10,
+                                pragmas={"journal_mode": "wal", "busy_timeout": 10000,
+                                         "foreign_keys": 1, "synchronous": "normal"})
+
+
+def green_psycopg():
+    """Under gevent, psycopg2 must wait cooperatively or one query blocks the whole worker."""
+    try:
+        from gevent import monkey
+        if not monkey.is_module_patched("socket"):
+            return
+        from psycogreen.gevent import patch_psycopg
+    except ImportError:
+        return
+    patch_psycopg()
+
+
+def init(url=None):
+    db = make_database(url)
+    database.initialize(db)
+    return db
+
+
+@contextlib.contextmanager
+def connection():
+    """Use a pooled connection for a block and hand it back, unless one was already open here."""
+    opened = database.is_closed()
+    if opened:
+        database.connect()
+    try:
+        yield database
+    finally:
+        if opened:
+            database.close()

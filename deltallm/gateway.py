@@ -1,0 +1,26 @@
+"""The process-wide gateway state built once from Settings: registry, router, key store, Redis."""
+import logging
+
+from deltallm.keys import KeyStore
+from deltallm.router.registry import ModelRegistry
+from deltallm.router.router import Router
+
+logger = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, settings):
+        self.settings = settings
+        routing = settings.router_settings
+        self.registry = ModelRegistry(settings.model_list, defaults={"timeout": routing["timeout"]})
+        self.router = Router(self.registry, num_retries=routing["num_retries"])
+        self.keys = KeyStore(settings.master_key)
+        if not settings.master_key:
+            logger.warning("no master_key configured: the admin API is closed; create keys with "
+                           "`deltallm keys create`")
+        self.max_body_bytes = int(settings.general["max_request_body_mb"] * 1024 * 1024)
+        self.redis = None
+        if settings.redis_url:
+            import redis
+            self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
+                                              socket_connect_timeout=5)

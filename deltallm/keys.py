@@ -1,0 +1,129 @@
+"""Virtual keys: creation, salted hashing, and a short-lived per-worker cache for authentication."""
+import datetime
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+
+from deltallm.db import connection
+from deltallm.errors import AuthenticationFailed
+from deltallm.models import ApiKey, utcnow
+
+KEY_PREFIX = "sk-dl-"
+# Revocation must reach every worker within a second: no cached answer lives longer than this.
+CACHE_TTL = 1.0
+CACHE_MAX = 50_000
+
+
+def hash_secret(salt, secret):
+    return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
+
+
+def new_key():
+    """(id, plaintext key, salt, hash); the id is embedded so lookup needs no scan."""
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(24)
+    salt = secrets.token_hex(16)
+    return key_id, f"{KEY_PREFIX}{key_id}-{secret}", salt, hash_secret(salt, secret)
+
+
+def create_key(**fields):
+    """Store a new key; returns (row, plaintext). The plaintext is never stored."""
+    key_id, plaintext, salt, digest = new_key()
+    with connection():
+        row = ApiKey.create(id=key_id, salt=salt, key_hash=digest,
+                            key_hint=f"{plaintext[:10]}...{plaintext[-4:]}", **fields)
+    return row, plaintext
+
+
+class Principal:
+    """Who is calling: the master key, or an immutable snapshot of a virtual key."""
+
+    __slots__ = ("is_master", "key_id", "models", "mcp_servers", "expires_at", "row")
+
+    def __init__(self, row=None):
+        self.is_master = row is None
+        self.row = row
+        self.key_id = row.id if row else None
+        self.models = frozenset(row.models or ()) if row else frozenset()
+        self.mcp_servers = tuple(row.mcp_servers or ()) if row else ()
+        self.expires_at = row.expires_at if row else None
+
+    def may_use_model(self, name):
+        return self.is_master or not self.models or name in self.models
+
+
+MASTER = Principal()
+
+
+class KeyStore:
+    """Authenticates bearer keys; caches results for at most CACHE_TTL seconds per worker."""
+
+    def __init__(self, master_key):
+        self.master_key = master_key.encode() if master_key else None
+        self.cache = {}
+        self.lock = threading.Lock()
+
+    def authenticate(self, presented):
+        if not presented:
+            raise AuthenticationFailed("Missing API key. Send it as 'Authorization: Bearer <key>'.")
+        if self.master_key and hmac.compare_digest(presented.encode(), self.master_key):
+            return MASTER
+        now = time.monotonic()
+        hit = self.cache.get(presented)
+        if hit is None or hit[0] < now:
+            principal = self.lookup(presented)
+            if len(self.cache) >= CACHE_MAX:
+                self.cache.clear()
+            self.cache[presented] = hit = (now + CACHE_TTL, principal)
+        principal = hit[1]
+        if principal is None:
+            raise AuthenticationFailed("Incorrect API key provided.")
+        if principal.expires_at is not None and principal.expires_at <= utcnow():
+            raise AuthenticationFailed("This API key has expired.")
+        return principal
+
+    @staticmethod
+    def lookup(presented):
+        """A Principal for a live key, or None."""
+        if not presented.startswith(KEY_PREFIX):
+            return None
+        key_id, sep, secret = presented[len(KEY_PREFIX):].partition("-")
+        if not sep or not key_id or not secret:
+            return None
+        with connection():
+            row = ApiKey.get_or_none((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
+        if row is None or not hmac.compare_digest(row.key_hash, hash_secret(row.salt, secret)):
+            return None
+        return Principal(row)
+
+
+def parse_time(value):
+    """ISO 8601 string or unix seconds -> naive UTC datetime (None passes through)."""
+    if value is None or isinstance(value, datetime.datetime):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.datetime.fromtimestamp(value, datetime.timezone.utc).replace(tzinfo=None)
+    parsed = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if parsed.tzinfo:
+        parsed = parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+def iso(value):
+    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
+
+
+def public(row, plaintext=None):
+    """The admin API's view of a key: never the hash or salt; the plaintext only at creation."""
+    out = {"id": row.id, "object": "api_key", "name": row.name, "key_hint": row.key_hint,
+           "models": row.models or [], "mcp_servers": row.mcp_servers or [],
+           "metadata": row.metadata or {}, "max_budget": row.max_budget,
+           "budget_duration": row.budget_duration, "rpm_limit": row.rpm_limit,
+           "tpm_limit": row.tpm_limit, "max_parallel_requests": row.max_parallel_requests,
+           "spend": row.spend, "expires_at": iso(row.expires_at), "created_at": iso(row.created_at),
+           "updated_at": iso(row.updated_at)}
+    if plaintext:
+        out["key"] = plaintext
+    return out

@@ -1,0 +1,178 @@
+"""Shared plumbing for provider adapters: pooled HTTP sessions, upstream error mapping, SSE reading."""
+import logging
+import time
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from deltallm.errors import (UpstreamAuthFailed, UpstreamError, UpstreamRateLimited,
+                             UpstreamRejected, UpstreamTimeout)
+
+logger = logging.getLogger(__name__)
+
+# Sized for gevent: one worker holds many concurrent upstream connections (1,000 streams and more).
+POOL_SIZE = 2048
+
+
+class Call:
+    """Per-request bookkeeping shared by the router and providers (never stored on a provider)."""
+
+    __slots__ = ("request_id", "upstream_s", "deployment", "attempts")
+
+    def __init__(self, request_id):
+        self.request_id = request_id
+        self.upstream_s = 0.0
+        self.deployment = None
+        self.attempts = 0
+
+
+def make_session():
+    """A pooled session that never consults the environment per call (proxies, netrc, CA bundles)."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def error_message(payload, default):
+    """Best-effort (message, type, code, param) from an upstream error body of any common shape."""
+    err = payload
+    if isinstance(payload, dict):
+        err = payload.get("error", payload)
+        if isinstance(err, list) and err:
+            err = err[0]
+    if isinstance(err, dict):
+        message = err.get("message") or err.get("detail") or err.get("msg") or default
+        etype = err.get("type") or err.get("status")
+        return str(message), etype if isinstance(etype, str) else None, err.get("code"), err.get("param")
+    if isinstance(err, str) and err:
+        return err, None, None, None
+    return default, None, None, None
+
+
+def parse_json(body):
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+class Provider:
+    """One upstream API family bound to one deployment.
+
+    Subclasses implement `chat(call, body)` returning an OpenAI chat.completion dict and
+    `chat_stream(call, body)` returning an iterator of OpenAI chat.completion.chunk dicts. The
+    stream must already be open (status checked) when `chat_stream` returns, so failures before the
+    first byte can be retried; it may end with a usage-only chunk (`choices: []`).
+    """
+
+    name = "base"
+    default_api_base = None
+
+    def __init__(self, deployment):
+        self.deployment = deployment
+        self.session = make_session()
+        self.api_base = (deployment.params.get("api_base") or self.default_api_base or "").rstrip("/")
+        timeout = float(deployment.params.get("timeout") or 600)
+        self.timeout = (min(10.0, timeout), timeout)
+        stream_timeout = float(deployment.params.get("stream_timeout") or timeout)
+        self.stream_timeout = (min(10.0, stream_timeout), stream_timeout)
+
+    # -- HTTP -----------------------------------------------------------------------------
+    def send(self, call, url, payload=None, *, headers=None, stream=False, method="POST", data=None):
+        """Send one upstream request; raise the mapped GatewayError on any failure."""
+        started = time.perf_counter()
+        try:
+            if payload is not None:
+                data = orjson.dumps(payload)
+            resp = self.session.request(
+                method, url, data=data, headers=headers, stream=stream,
+                timeout=self.stream_timeout if stream else self.timeout)
+            if resp.status_code >= 400:
+                body = resp.content
+                resp.close()
+                raise self.map_error(resp.status_code, body, resp.headers)
+            if not stream:
+                resp.content  # read the body inside the timed section
+            return resp
+        except requests.Timeout as exc:
+            raise UpstreamTimeout(f"{self.name} upstream timed out: {exc.__class__.__name__}") from None
+        except requests.RequestException as exc:
+            raise UpstreamError(f"could not reach the {self.name} upstream: {exc.__class__.__name__}") from None
+        finally:
+            call.upstream_s += time.perf_counter() - started
+
+    def map_error(self, status, body, headers):
+        """Map an upstream HTTP error to SPEC §3; subclasses may refine it."""
+        message, etype, code, param = error_message(parse_json(body), f"{self.name} upstream returned HTTP {status}")
+        return map_status(self.name, status, message, etype=etype, code=code, param=param,
+                          retry_after=headers.get("retry-after"))
+
+    # -- API ------------------------------------------------------------------------------
+    def chat(self, call, body):
+        raise NotImplementedError
+
+    def chat_stream(self, call, body):
+        raise NotImplementedError
+
+
+def map_status(provider, status, message, *, etype=None, code=None, param=None, retry_after=None):
+    """The status-to-error rules shared by every provider."""
+    if status in (401, 403):
+        return UpstreamAuthFailed(f"{provider} upstream rejected the gateway's credentials "
+                                  f"(HTTP {status}): {message}")
+    if status == 429:
+        headers = {"Retry-After": retry_after} if retry_after else None
+        return UpstreamRateLimited(message, headers=headers)
+    if status in (408, 504):
+        return UpstreamTimeout(message)
+    if status >= 500:
+        return UpstreamError(f"{provider} upstream error (HTTP {status}): {message}")
+    return UpstreamRejected(message, status=status, type=etype or "invalid_request_error",
+                            code=code if isinstance(code, str) else None,
+                            param=param if isinstance(param, str) else None)
+
+
+def iter_bytes(resp):
+    """Yield body bytes as they arrive (no read-ahead buffering), chunked or not."""
+    raw = resp.raw
+    try:
+        if raw.chunked and raw.supports_chunked_reads():
+            yield from raw.read_chunked(decode_content=True)
+        else:
+            while True:
+                data = raw.read1(65536)
+                if not data:
+                    break
+                yield data
+    except Exception as exc:  # urllib3/requests/socket errors vary by version
+        raise UpstreamError(f"upstream stream broke: {exc.__class__.__name__}") from None
+    finally:
+        resp.close()
+
+
+def iter_sse(resp):
+    """Yield (event, data) pairs of a server-sent-event stream as each event completes."""
+    buf = b""
+    event, data = None, []
+    for chunk in iter_bytes(resp):
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                break
+            line, buf = buf[:nl].rstrip(b"\r"), buf[nl + 1:]
+            if not line:
+                if data:
+                    yield event, b"\n".join(data)
+                event, data = None, []
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"event:"):
+                event = line[6:].strip().decode()
+            # comments (":") and id/retry fields are ignored
+    if data:
+        yield event, b"\n".join(data)

@@ -1,0 +1,100 @@
+"""An in-process provider with deterministic replies, for offline trials, client tests and load tests.
+
+Configure with `model: mock/<any-name>` and optionally `mock_response` (fixed reply text),
+`mock_latency_ms` (delay before the reply or first chunk) and `mock_chunk_delay_ms` (between
+stream chunks). A request may also carry `mock_response` itself, as with LiteLLM. Otherwise the
+reply is `This is a mock response to: <last user text>`.
+"""
+import time
+import uuid
+
+from deltallm.errors import InvalidRequest
+from deltallm.providers.base import Provider
+
+
+def text_of(content):
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def count_tokens(text):
+    """A rough, deterministic token estimate (about four characters a token)."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+class MockProvider(Provider):
+    name = "mock"
+
+    def __init__(self, deployment):
+        super().__init__(deployment)
+        params = deployment.params
+        self.fixed = params.get("mock_response")
+        self.latency = float(params.get("mock_latency_ms") or 0) / 1000
+        self.chunk_delay = float(params.get("mock_chunk_delay_ms") or 0) / 1000
+
+    def answer(self, body):
+        """(reply words, finish_reason, usage) for a request."""
+        fixed = body.get("mock_response", self.fixed)
+        if fixed is not None and not isinstance(fixed, str):
+            raise InvalidRequest("mock_response must be a string", param="mock_response")
+        messages = body.get("messages") or []
+        last_user = next((text_of(m.get("content")) for m in reversed(messages)
+                          if m.get("role") == "user"), "")
+        reply = fixed if fixed is not None else f"This is a mock response to: {last_user}"
+        words = reply.split(" ")
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        finish = "stop"
+        if limit and len(words) > limit:
+            words, finish = words[:limit], "length"
+        prompt = sum(count_tokens(text_of(m.get("content"))) for m in messages) + 3 * len(messages)
+        completion = len(words) * (body.get("n") or 1)
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+                 "total_tokens": prompt + completion}
+        return words, finish, usage
+
+    def envelope(self, obj):
+        return {"id": f"chatcmpl-mock-{uuid.uuid4().hex[:24]}", "object": obj,
+                "created": int(time.time()), "model": self.deployment.model,
+                "system_fingerprint": "fp_mock"}
+
+    def chat(self, call, body):
+        words, finish, usage = self.answer(body)
+        if self.latency:
+            started = time.perf_counter()
+            time.sleep(self.latency)
+            call.upstream_s += time.perf_counter() - started
+        out = self.envelope("chat.completion")
+        out["choices"] = [{"index": i, "message": {"role": "assistant", "content": " ".join(words),
+                                                   "refusal": None},
+                           "logprobs": None, "finish_reason": finish}
+                          for i in range(body.get("n") or 1)]
+        out["usage"] = usage
+        return out
+
+    def chat_stream(self, call, body):
+        words, finish, usage = self.answer(body)
+        if self.latency:
+            started = time.perf_counter()
+            time.sleep(self.latency)
+            call.upstream_s += time.perf_counter() - started
+        return self.chunks(body.get("n") or 1, words, finish, usage)
+
+    def chunks(self, n, words, finish, usage):
+        base = self.envelope("chat.completion.chunk")
+
+        def chunk(index, delta, reason=None):
+            return dict(base, choices=[{"index": index, "delta": delta, "logprobs": None,
+                                        "finish_reason": reason}])
+        for index in range(n):
+            yield chunk(index, {"role": "assistant", "content": ""})
+        for i, word in enumerate(words):
+            if self.chunk_delay:
+                time.sleep(self.chunk_delay)
+            for index in range(n):
+                yield chunk(index, {"content": word if i == 0 else " " + word})
+        for index in range(n):
+            yield chunk(index, {}, finish)
+        yield dict(base, choices=[], usage=usage)

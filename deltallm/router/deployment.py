@@ -1,0 +1,43 @@
+"""A deployment: one upstream model behind a public model name, with its lazily built adapter."""
+import hashlib
+
+import orjson
+
+from deltallm.providers import provider_class
+
+
+class Deployment:
+    """Built from one `model_list` entry (or an admin-registered model)."""
+
+    def __init__(self, model_name, params, model_info=None, id=None, source="config"):
+        self.model_name = model_name
+        self.params = dict(params)
+        self.model_info = dict(model_info or {})
+        self.source = source
+        full = self.params["model"]
+        self.provider, _, self.model = full.partition("/")
+        if not self.model:  # bare model names are OpenAI's
+            self.provider, self.model = "openai", full
+        self.weight = float(self.params.get("weight") or 1)
+        self.id = id or self.derive_id()
+        self._adapter = None
+
+    def derive_id(self):
+        """Stable across restarts and workers: a digest of the entry minus secrets."""
+        public = {k: v for k, v in self.params.items() if "key" not in k and "secret" not in k
+                  and "token" not in k}
+        digest = hashlib.sha256(orjson.dumps([self.model_name, public], option=orjson.OPT_SORT_KEYS))
+        return "dep_" + digest.hexdigest()[:12]
+
+    @property
+    def adapter(self):
+        if self._adapter is None:
+            self._adapter = provider_class(self.provider)(self)
+        return self._adapter
+
+    def public(self):
+        """What the admin API may show: never credentials."""
+        params = {k: ("***" if ("key" in k or "secret" in k or "token" in k) and v else v)
+                  for k, v in self.params.items()}
+        return {"id": self.id, "model_name": self.model_name, "deltallm_params": params,
+                "model_info": self.model_info, "source": self.source}

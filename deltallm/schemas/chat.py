@@ -1,0 +1,131 @@
+"""Chat completions request schema: checks what the gateway relies on; unknown fields pass through."""
+from marshmallow import INCLUDE, Schema, ValidationError, validates
+
+from deltallm.schemas.common import StrictBool, StrictDict, StrictList, StrictNumber, StrictString
+
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
+
+
+def check_content(content, where, role):
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise ValidationError({where: ["must be a string or an array of content parts"]})
+    for j, part in enumerate(content):
+        if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+            raise ValidationError({f"{where}[{j}].type": [
+                f"must be one of {', '.join(sorted(PART_TYPES))}"]})
+        kind = part["type"]
+        if kind == "text" and not isinstance(part.get("text"), str):
+            raise ValidationError({f"{where}[{j}].text": ["must be a string"]})
+        if kind == "image_url":
+            if role != "user":
+                raise ValidationError({f"{where}[{j}].type": [f"image parts are only allowed in user messages"]})
+            image = part.get("image_url")
+            if not isinstance(image, dict) or not isinstance(image.get("url"), str):
+                raise ValidationError({f"{where}[{j}].image_url.url": ["must be a string"]})
+
+
+def check_tool_calls(calls, where):
+    if not isinstance(calls, list):
+        raise ValidationError({where: ["must be an array"]})
+    for j, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise ValidationError({f"{where}[{j}].function.name": ["must be a string"]})
+        if not isinstance(call.get("id"), str):
+            raise ValidationError({f"{where}[{j}].id": ["must be a string"]})
+
+
+def check_message(i, m):
+    where = f"[{i}]"  # relative to `messages`; the loader prefixes the field
+    if not isinstance(m, dict):
+        raise ValidationError({where: ["must be an object"]})
+    role = m.get("role")
+    if role not in ROLES:
+        raise ValidationError({f"{where}.role": [f"must be one of {', '.join(sorted(ROLES))}"]})
+    content = m.get("content")
+    if role == "assistant":
+        if m.get("tool_calls") is not None:
+            check_tool_calls(m["tool_calls"], f"{where}.tool_calls")
+        elif content is None and m.get("function_call") is None and m.get("refusal") is None:
+            raise ValidationError({f"{where}.content": [
+                "is required unless tool_calls or function_call is specified"]})
+        if content is not None:
+            check_content(content, f"{where}.content", role)
+        return
+    if content is None:
+        raise ValidationError({f"{where}.content": ["Missing data for required field."]})
+    check_content(content, f"{where}.content", role)
+    if role == "tool" and not isinstance(m.get("tool_call_id"), str):
+        raise ValidationError({f"{where}.tool_call_id": ["Missing data for required field."]})
+
+
+def check_tool(i, tool):
+    if not isinstance(tool, dict):
+        raise ValidationError({f"[{i}]": ["must be an object"]})
+    if tool.get("type") == "function":
+        fn = tool.get("function")
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise ValidationError({f"[{i}].function.name": ["Missing data for required field."]})
+    elif not isinstance(tool.get("type"), str):
+        raise ValidationError({f"[{i}].type": ["Missing data for required field."]})
+
+
+class StopField(StrictString):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, list):
+            if len(value) > 4 or not all(isinstance(v, str) for v in value):
+                raise ValidationError("must be a string or an array of at most 4 strings")
+            return value
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class ToolChoiceField(StrictString):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, dict):
+            return value
+        if value not in ("none", "auto", "required"):
+            raise ValidationError("must be 'none', 'auto', 'required' or an object naming a tool")
+        return value
+
+
+class ChatRequestSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    model = StrictString(required=True, non_empty=True)
+    messages = StrictList(required=True, non_empty=True, check=check_message)
+    stream = StrictBool(allow_none=True)
+    stream_options = StrictDict(allow_none=True)
+    n = StrictNumber(minimum=1, maximum=128, integer=True, allow_none=True)
+    temperature = StrictNumber(minimum=0, maximum=2, allow_none=True)
+    top_p = StrictNumber(minimum=0, maximum=1, allow_none=True)
+    max_tokens = StrictNumber(minimum=1, integer=True, allow_none=True)
+    max_completion_tokens = StrictNumber(minimum=1, integer=True, allow_none=True)
+    presence_penalty = StrictNumber(minimum=-2, maximum=2, allow_none=True)
+    frequency_penalty = StrictNumber(minimum=-2, maximum=2, allow_none=True)
+    seed = StrictNumber(integer=True, allow_none=True)
+    user = StrictString(allow_none=True)
+    stop = StopField(allow_none=True)
+    tools = StrictList(check=check_tool, allow_none=True)
+    tool_choice = ToolChoiceField(allow_none=True)
+    response_format = StrictDict(allow_none=True)
+    parallel_tool_calls = StrictBool(allow_none=True)
+    logprobs = StrictBool(allow_none=True)
+    top_logprobs = StrictNumber(minimum=0, maximum=20, integer=True, allow_none=True)
+    metadata = StrictDict(allow_none=True)
+
+    @validates("stream_options")
+    def only_when_streaming(self, value, **kwargs):
+        if value is not None and "include_usage" in value and not isinstance(value["include_usage"], bool):
+            raise ValidationError({"include_usage": ["must be a boolean"]})
+
+    @validates("response_format")
+    def known_format(self, value, **kwargs):
+        if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
+            raise ValidationError({"type": ["must be one of text, json_object, json_schema"]})
+
+
+chat_request = ChatRequestSchema()
