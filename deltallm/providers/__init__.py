@@ -1,7 +1,7 @@
 """Registry of provider adapters, keyed by the model prefix in `deltallm_params.model`."""
 import importlib
 
-from deltallm.providers.openai import FAMILIES
+from deltallm.providers.families import FAMILIES
 
 # prefix -> "module:Class"; native APIs are imported only when a deployment uses them.
 NATIVE = {

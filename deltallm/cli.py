@@ -1,0 +1,142 @@
+"""The `deltallm` command: serve, worker, migrate, keys, check-config."""
+import argparse
+import os
+import sys
+
+from deltallm import config as config_module
+from deltallm.errors import ConfigError
+
+BATCH_QUEUE = "deltallm-batches"
+
+
+def prepare_database(config_path=None):
+    """Load the config, bind the database, run migrations (idempotent); returns the Settings."""
+    from deltallm import db, models
+    settings = config_module.load(config_path)
+    try:
+        db.init(settings.database_url)
+        models.migrate()
+        db.database.close_all()  # no pooled connection may cross a fork
+    except Exception as exc:  # noqa: BLE001 - one readable line, never a traceback
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise ConfigError(f"general_settings.database_url: cannot prepare the database: "
+                          f"{exc.__class__.__name__}: {detail}") from None
+    return settings
+
+
+def cmd_serve(args):
+    if args.config:
+        os.environ["DELTALLM_CONFIG_PATH"] = os.path.abspath(args.config)
+    config_module.load(None)  # fail fast, before gunicorn starts, on a bad config
+    from gunicorn.app.wsgiapp import run
+    conf = os.path.join(os.path.dirname(__file__), "gunicorn_config.py")
+    argv = ["gunicorn", "-c", conf, "--bind", f"{args.host}:{args.port}"]
+    if args.workers:
+        argv += ["--workers", str(args.workers)]
+    sys.argv = argv + ["deltallm:create_app()"]
+    return run()
+
+
+def cmd_worker(args):
+    from redis import Redis
+    from rq import Queue, Worker
+    settings = config_module.load(args.config)
+    if not settings.redis_url:
+        raise ConfigError("general_settings.redis_url: the batch worker needs Redis (or REDIS_URL)")
+    connection = Redis.from_url(settings.redis_url)
+    Worker([Queue(BATCH_QUEUE, connection=connection)], connection=connection).work()
+    return 0
+
+
+def cmd_migrate(args):
+    settings = prepare_database(args.config)
+    print(f"database ready: {settings.database_url or 'sqlite (deltallm.db)'}".split("@")[-1])
+    return 0
+
+
+def cmd_check_config(args):
+    settings = config_module.load(args.config)
+    groups = {m["model_name"] for m in settings.model_list}
+    print(f"config OK: {len(settings.model_list)} deployments in {len(groups)} model groups")
+    return 0
+
+
+def cmd_keys(args):
+    from deltallm import keys
+    from deltallm.models import ApiKey, utcnow
+    prepare_database(args.config)
+    if args.keys_command == "create":
+        fields = {"name": args.name, "models": split(args.models), "rpm_limit": args.rpm,
+                  "tpm_limit": args.tpm, "max_budget": args.max_budget,
+                  "budget_duration": args.budget_duration,
+                  "max_parallel_requests": args.max_parallel_requests,
+                  "mcp_servers": split(args.mcp_servers),
+                  "expires_at": keys.parse_time(args.expires_at) if args.expires_at else None}
+        row, plaintext = keys.create_key(**fields)
+        print(plaintext)
+        print(f"key id: {row.id} (the key is shown only once)", file=sys.stderr)
+    elif args.keys_command == "list":
+        for row in ApiKey.select().where(ApiKey.revoked_at.is_null()).order_by(ApiKey.created_at):
+            print(f"{row.id}\t{row.key_hint}\t{row.name or ''}\t{','.join(row.models or []) or '*'}")
+    elif args.keys_command == "revoke":
+        done = ApiKey.update(revoked_at=utcnow()).where(
+            (ApiKey.id == args.id) & ApiKey.revoked_at.is_null()).execute()
+        if not done:
+            print(f"no live key with id {args.id}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.id}")
+    return 0
+
+
+def split(value):
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="deltallm", description="OpenAI-compatible LLM gateway")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_text):
+        sp = sub.add_parser(name, help=help_text)
+        sp.add_argument("--config", help="config file (default: $DELTALLM_CONFIG_PATH or ./config.yaml)")
+        sp.set_defaults(func=func)
+        return sp
+
+    serve = add("serve", cmd_serve, "run the gateway with gunicorn + gevent")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or 2*CPU+1)")
+    add("worker", cmd_worker, "run an RQ worker for batch jobs")
+    add("migrate", cmd_migrate, "create or upgrade the database tables (idempotent)")
+    add("check-config", cmd_check_config, "validate the config file and exit")
+    keys = add("keys", cmd_keys, "manage virtual keys")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    create = ksub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name")
+    create.add_argument("--models", help="comma-separated model names (default: all)")
+    create.add_argument("--rpm", type=int)
+    create.add_argument("--tpm", type=int)
+    create.add_argument("--max-budget", type=float)
+    create.add_argument("--budget-duration")
+    create.add_argument("--max-parallel-requests", type=int)
+    create.add_argument("--mcp-servers", help="comma-separated server or server.tool names")
+    create.add_argument("--expires-at", help="ISO 8601 time or unix seconds")
+    listing = ksub.add_parser("list", help="list live keys (never the secret)")
+    revoke = ksub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id")
+    for sp in (create, listing, revoke):  # accept --config after the subcommand too
+        sp.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ConfigError as exc:
+        print(f"deltallm: config error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

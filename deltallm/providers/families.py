@@ -1,0 +1,25 @@
+"""OpenAI-compatible provider families (kept import-light: the gunicorn master reads it before forking)."""
+
+# prefix -> (default api_base, accepts stream_options.include_usage)
+FAMILIES = {
+    "openai": ("https://api.openai.com/v1", True),
+    "custom_openai": ("http://127.0.0.1:8000/v1", True),
+    "vllm": ("http://127.0.0.1:8000/v1", True),
+    "hosted_vllm": ("http://127.0.0.1:8000/v1", True),
+    "ollama": ("http://127.0.0.1:11434/v1", True),
+    "lm_studio": ("http://127.0.0.1:1234/v1", True),
+    "groq": ("https://api.groq.com/openai/v1", True),
+    "mistral": ("https://api.mistral.ai/v1", False),
+    "together": ("https://api.together.xyz/v1", True),
+    "together_ai": ("https://api.together.xyz/v1", True),
+    "openrouter": ("https://openrouter.ai/api/v1", True),
+    "deepseek": ("https://api.deepseek.com/v1", True),
+    "fireworks": ("https://api.fireworks.ai/inference/v1", True),
+    "fireworks_ai": ("https://api.fireworks.ai/inference/v1", True),
+    "perplexity": ("https://api.perplexity.ai", False),
+    "xai": ("https://api.x.ai/v1", True),
+    "cerebras": ("https://api.cerebras.ai/v1", True),
+    "deepinfra": ("https://api.deepinfra.com/v1/openai", True),
+    "jina": ("https://api.jina.ai/v1", False),
+    "voyage": ("https://api.voyageai.com/v1", False),
+}
