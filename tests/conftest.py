@@ -1,0 +1,77 @@
+"""Shared fixtures: an app on a temporary SQLite file, keys, and a `responses` upstream mock."""
+import os
+
+import pytest
+import responses
+
+from deltallm import create_app, keys, models
+
+MASTER_KEY = "sk-master-test"
+UPSTREAM = "https://upstream.test/v1"
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def base_config(tmp_path, **general):
+    return {
+        "model_list": [
+            {"model_name": "gpt-4o-mini",
+             "deltallm_params": {"model": "openai/gpt-4o-mini", "api_base": UPSTREAM,
+                                 "api_key": "upstream-secret"}},
+            {"model_name": "grouped",
+             "deltallm_params": {"model": "openai/a", "api_base": UPSTREAM, "api_key": "upstream-secret"}},
+            {"model_name": "grouped",
+             "litellm_params": {"model": "groq/b", "api_base": "https://groq.test/v1",
+                                "api_key": "groq-secret"}},
+            {"model_name": "mocky", "deltallm_params": {"model": "mock/mock-1"}},
+        ],
+        "router_settings": {"num_retries": 2},
+        "general_settings": {"master_key": MASTER_KEY,
+                             "database_url": str(tmp_path / "test.db"), **general},
+    }
+
+
+@pytest.fixture
+def config(tmp_path):
+    return base_config(tmp_path)
+
+
+@pytest.fixture
+def app(config):
+    app = create_app(config)
+    app.config["TESTING"] = True
+    models.migrate()
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def master_key():
+    return MASTER_KEY
+
+
+@pytest.fixture
+def master(master_key):
+    return {"Authorization": f"Bearer {master_key}"}
+
+
+@pytest.fixture
+def api_key(app):
+    """A virtual key with no model restriction."""
+    return keys.create_key(name="test")[1]
+
+
+@pytest.fixture
+def auth(api_key):
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+@pytest.fixture
+def upstream():
+    """Mocks every outgoing `requests` call; an unexpected one fails the test."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock

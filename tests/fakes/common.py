@@ -1,0 +1,39 @@
+"""Helpers shared by every fake provider, and the test directives embedded in prompt text.
+
+`[[status:503]]` answers that HTTP status (once per distinct prompt when `[[once]]` is present too),
+`[[sleep:0.2]]` waits before answering, `[[stream-break]]` cuts a stream after the first chunk.
+"""
+import re
+import time
+
+import orjson
+
+SEEN = set()
+_DIRECTIVE = re.compile(r"\[\[(\w[\w-]*)(?::([^\]]*))?\]\]")
+
+
+def parse(text):
+    return {m.group(1): m.group(2) for m in _DIRECTIVE.finditer(text or "")}
+
+
+def apply(text):
+    """Sleep if asked; return the forced status (or None)."""
+    found = parse(text)
+    if "sleep" in found:
+        time.sleep(float(found["sleep"]))
+    if "status" in found:
+        if "once" in found:
+            if text in SEEN:
+                return None
+            SEEN.add(text)
+        return int(found["status"])
+    return None
+
+
+def reply_text(text):
+    """The deterministic answer every fake gives: an echo of the last user text."""
+    return "echo: " + _DIRECTIVE.sub("", text or "").strip()
+
+
+def json_reply(status, obj, headers=None):
+    return status, [("Content-Type", "application/json")] + list(headers or []), orjson.dumps(obj)

@@ -1,0 +1,116 @@
+"""Fake OpenAI API (https://platform.openai.com/docs/api-reference), written from the public reference.
+
+Chat answers `echo: <last user text>`; a request with tools whose last message is from the user
+gets a call to the first tool with arguments {"q": <text>}. Directives: see common.py.
+"""
+import time
+
+import orjson
+
+from tests.fakes import common as directives
+from tests.fakes.common import json_reply
+
+
+def last_user_text(messages):
+    for message in reversed(messages or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+            return content or ""
+    return ""
+
+
+def error(status, message, etype="invalid_request_error", code=None):
+    return json_reply(status, {"error": {"message": message, "type": etype, "param": None, "code": code}})
+
+
+def check_auth(req):
+    if req.headers.get("authorization") != "Bearer upstream-secret":
+        return error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+    return None
+
+
+def completion(body, text):
+    words = text.split()
+    tools = body.get("tools")
+    message = {"role": "assistant", "content": text, "refusal": None}
+    finish = "stop"
+    if tools and body["messages"][-1].get("role") == "user":
+        message["content"] = None
+        message["tool_calls"] = [{"id": "call_1", "type": "function", "function": {
+            "name": tools[0]["function"]["name"], "arguments": orjson.dumps({"q": text}).decode()}}]
+        finish = "tool_calls"
+    prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in body["messages"]) + 3
+    return {
+        "id": "chatcmpl-fake123", "object": "chat.completion", "created": int(time.time()),
+        "model": body["model"] + "-2024-07-18", "system_fingerprint": "fp_fake",
+        "choices": [{"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+                    for i in range(body.get("n") or 1)],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                  "total_tokens": prompt_tokens + len(words)},
+    }
+
+
+def stream(body, text, brk):
+    base = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": body["model"] + "-2024-07-18", "system_fingerprint": "fp_fake"}
+    usage = (body.get("stream_options") or {}).get("include_usage")
+    extra = {"usage": None} if usage else {}
+
+    def event(obj):
+        return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+    def gen():
+        yield event(dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                         "logprobs": None, "finish_reason": None}], **extra))
+        if brk:
+            raise ConnectionError("stream-break directive")
+        for i, word in enumerate(text.split()):
+            yield event(dict(base, choices=[{"index": 0, "delta": {"content": (" " if i else "") + word},
+                                             "logprobs": None, "finish_reason": None}], **extra))
+        yield event(dict(base, choices=[{"index": 0, "delta": {}, "logprobs": None,
+                                         "finish_reason": "stop"}], **extra))
+        if usage:
+            full = completion(body, text)["usage"]
+            yield event(dict(base, choices=[], usage=full))
+        yield b"data: [DONE]\n\n"
+    return 200, [("Content-Type", "text/event-stream")], gen()
+
+
+def chat(req):
+    denied = check_auth(req)
+    if denied:
+        return denied
+    body = req.json()
+    prompt = last_user_text(body.get("messages"))
+    status = directives.apply(prompt)
+    if status:
+        headers = [("Retry-After", "1")] if status == 429 else []
+        return json_reply(status, {"error": {"message": f"forced status {status}", "type": "server_error"
+                                             if status >= 500 else "invalid_request_error",
+                                             "param": None, "code": None}}, headers)
+    if body.get("model") == "missing-model":
+        return error(404, "The model `missing-model` does not exist", code="model_not_found")
+    text = directives.reply_text(prompt)
+    if body.get("stream"):
+        return stream(body, text, "stream-break" in directives.parse(prompt))
+    return json_reply(200, completion(body, text))
+
+
+def embeddings(req):
+    denied = check_auth(req)
+    if denied:
+        return denied
+    body = req.json()
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = [{"object": "embedding", "index": i, "embedding": [0.1 * (i + 1), 0.2, 0.3]}
+            for i in range(len(inputs))]
+    return json_reply(200, {"object": "list", "data": data, "model": body["model"],
+                            "usage": {"prompt_tokens": 4, "total_tokens": 4}})
+
+
+ROUTES = [
+    ("POST", r"/v1/chat/completions", chat),
+    ("POST", r"/v1/embeddings", embeddings),
+]

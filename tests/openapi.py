@@ -1,0 +1,47 @@
+"""Validate bodies against OpenAI's official OpenAPI component schemas (skipped when the file is absent)."""
+import functools
+import json
+import pathlib
+
+import pytest
+
+SPEC = pathlib.Path(__file__).resolve().parents[2] / "shared" / "reference" / "openai-openapi.json"
+
+
+def _nullable(node):
+    """OpenAPI's `nullable: true` (which JSON Schema ignores) as an explicit `null` alternative."""
+    if isinstance(node, list):
+        return [_nullable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _nullable(value) for key, value in node.items()}
+    if node.pop("nullable", False):
+        return {"anyOf": [node, {"type": "null"}]}
+    return node
+
+
+@functools.lru_cache(maxsize=None)
+def _components():
+    if not SPEC.exists():
+        return None
+    with SPEC.open(encoding="utf-8") as fh:
+        return _nullable(json.load(fh)["components"])
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(name):
+    from jsonschema import Draft202012Validator
+    components = _components()
+    if components is None:
+        return None
+    return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": components})
+
+
+def check(name, body):
+    """Assert `body` validates against components.schemas[name]; skip when the reference is missing."""
+    validator = _validator(name)
+    if validator is None:
+        pytest.skip(f"{SPEC} not present")
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+    assert not errors, f"{name}: " + "; ".join(
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
