@@ -1,0 +1,44 @@
+"""Against the real services CI starts: PostgreSQL for the database, Redis for readiness."""
+import pytest
+
+from deltallm import create_app, db, keys, models
+from tests.conftest import DATABASE_URL, REDIS_URL, base_config
+
+
+@pytest.fixture
+def pg_app(tmp_path):
+    app = create_app(base_config(tmp_path, database_url=DATABASE_URL, redis_url=REDIS_URL))
+    with db.connection():
+        db.database.drop_tables(models.MODELS, safe=True)
+    models.migrate()
+    models.migrate()  # idempotent
+    yield app
+    db.database.close_all()
+
+
+def test_keys_and_chat_on_postgres(pg_app):
+    client = pg_app.test_client()
+    master = {"Authorization": "Bearer sk-master-test"}
+    created = client.post("/admin/keys", json={"models": ["mocky"], "metadata": {"a": [1, 2]}}, headers=master)
+    assert created.status_code == 201
+    key = created.get_json()["key"]
+    resp = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                       json={"model": "mocky", "messages": [{"role": "user", "content": "pg"}]})
+    assert resp.status_code == 200
+    read = client.get(f"/admin/keys/{created.get_json()['id']}", headers=master).get_json()
+    assert read["metadata"] == {"a": [1, 2]} and read["models"] == ["mocky"]
+    assert keys.KeyStore.lookup(key).key_id == created.get_json()["id"]
+
+
+def test_readiness_checks_postgres_and_redis(pg_app):
+    ready = pg_app.test_client().get("/health/readiness")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "ready", "database": "ok", "redis": "ok"}
+
+
+def test_readiness_fails_when_redis_is_down(tmp_path):
+    app = create_app(base_config(tmp_path, redis_url="redis://127.0.0.1:1/0"))
+    models.migrate()
+    resp = app.test_client().get("/health/readiness")
+    assert resp.status_code == 503
+    assert resp.get_json()["error"]["type"] == "service_unavailable"
