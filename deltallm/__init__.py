@@ -21,5 +21,15 @@ def create_app(config=None):
     auth.init_app(app)
     for module in (health, models, chat, admin):
         app.register_blueprint(module.bp)
-    logging.getLogger(__name__).debug("app ready with %d models", len(settings.model_list))
+    use_server_logging()
     return app
+
+
+def use_server_logging():
+    """Under gunicorn, our loggers write through its error log (same format, level and target)."""
+    server = logging.getLogger("gunicorn.error")
+    ours = logging.getLogger("deltallm")
+    if server.handlers and not ours.handlers:
+        ours.handlers = server.handlers
+        ours.setLevel(server.level)
+        ours.propagate = False

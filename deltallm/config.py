@@ -1,4 +1,5 @@
 """Load and validate the YAML configuration; the only module that reads os.environ."""
+import datetime
 import os
 
 import yaml
@@ -126,11 +127,15 @@ def first_error(messages, prefix=""):
 
 
 def substitute_env(value, where, extra):
-    """Replace every `os.environ/NAME` string with that variable, naming the key when it is unset."""
+    """Replace every `os.environ/NAME` string with that variable, naming the key when it is unset.
+
+    YAML dates become their ISO strings on the way."""
     if isinstance(value, dict):
         return {k: substitute_env(v, f"{where}.{k}" if where else str(k), extra) for k, v in value.items()}
     if isinstance(value, list):
         return [substitute_env(v, f"{where}[{i}]", extra) for i, v in enumerate(value)]
+    if isinstance(value, datetime.date):  # YAML reads `api_version: 2024-10-21` as a date
+        return value.isoformat()
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
         name = value[len(ENV_PREFIX):]
         found = os.environ.get(name, extra.get(name))

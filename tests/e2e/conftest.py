@@ -1,0 +1,111 @@
+"""Real processes: our fake upstream, and the gateway under gunicorn with gevent workers."""
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MASTER = "sk-e2e-master"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url, proc, log, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up: {log.read_text()[-3000:]}")
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def upstream_url(tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("upstream") / "upstream.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.server", str(port)], cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url + "/_requests", proc, log)
+    yield url
+    stop(proc)
+
+
+def gateway_config(upstream, db_path):
+    return f"""
+model_list:
+  - model_name: gpt-4o-mini
+    deltallm_params: {{model: openai/gpt-4o-mini, api_base: {upstream}/v1, api_key: upstream-secret}}
+  - model_name: claude
+    deltallm_params: {{model: anthropic/claude-3-5-haiku-latest, api_base: {upstream}/v1, api_key: upstream-secret}}
+  - model_name: gemini
+    deltallm_params: {{model: gemini/gemini-2.0-flash, api_base: {upstream}/v1beta, api_key: upstream-secret}}
+  - model_name: bedrock
+    deltallm_params: {{model: bedrock/anthropic.claude-3-haiku-20240307-v1:0, api_base: {upstream},
+                       aws_region_name: us-east-1, aws_access_key_id: AKIDTEST, aws_secret_access_key: SECRET}}
+  - model_name: azure
+    deltallm_params: {{model: azure/gpt4o-deploy, api_base: {upstream}, api_version: 2024-10-21, api_key: upstream-secret}}
+  - model_name: misconfigured
+    deltallm_params: {{model: openai/gpt-4o-mini, api_base: {upstream}/v1, api_key: wrong-secret}}
+  - model_name: mocky
+    deltallm_params: {{model: mock/mock-1, mock_chunk_delay_ms: 5}}
+general_settings:
+  master_key: {MASTER}
+  database_url: {db_path}
+"""
+
+
+@pytest.fixture(scope="session")
+def gateway_url(upstream_url, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gateway")
+    cfg = tmp / "config.yaml"
+    cfg.write_text(gateway_config(upstream_url, tmp / "e2e.db"))
+    port = free_port()
+    env = dict(os.environ, DELTALLM_CONFIG_PATH=str(cfg), WEB_CONCURRENCY="2")
+    env.pop("DELTALLM_MASTER_KEY", None)
+    # The PaaS path: plain gunicorn with the repository's gunicorn.conf.py (migrates in the master).
+    log = tmp / "gunicorn.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind",
+                                 f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url + "/health/readiness", proc, log)
+    yield url
+    stop(proc)
+
+
+@pytest.fixture
+def client(gateway_url):
+    import openai
+    return openai.OpenAI(base_url=gateway_url + "/v1", api_key=MASTER, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def upstream_log(upstream_url):
+    """Requests the fake upstream received during the test."""
+    requests.delete(upstream_url + "/_requests", timeout=5)
+    return lambda: requests.get(upstream_url + "/_requests", timeout=5).json()
