@@ -200,9 +200,22 @@ def validate_models(settings):
         if prefix not in prefixes:
             raise ConfigError(f"model_list[{i}].deltallm_params.model: unknown provider prefix "
                               f"'{prefix}/' in '{model}' (known: {', '.join(sorted(prefixes))})")
+        missing = missing_param(prefix, entry["params"])
+        if missing:
+            raise ConfigError(f"model_list[{i}].deltallm_params.{missing}")
         mode = entry["model_info"].get("mode")
         if mode is not None and mode not in MODES:
             raise ConfigError(f"model_list[{i}].model_info.mode: must be one of {', '.join(MODES)}")
+
+
+def missing_param(prefix, params):
+    """What a provider cannot work without, checked at start rather than on the first request."""
+    if prefix == "azure" and not params.get("api_base"):
+        return "api_base: azure deployments need their resource endpoint, e.g. https://NAME.openai.azure.com"
+    if prefix == "bedrock" and not (params.get("aws_region_name") or params.get("aws_profile_name")
+                                    or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        return "aws_region_name: bedrock deployments need a region (or AWS_REGION in the environment)"
+    return None
 
 
 def server_settings():

@@ -84,6 +84,11 @@ class UpstreamRejected(GatewayError):
     type = "invalid_request_error"
 
 
+class ProviderMisconfigured(GatewayError):
+    """A deployment's settings cannot work (e.g. Azure without api_base); found when its adapter is built."""
+    status, type, code = 500, "server_error", "provider_misconfigured"
+
+
 class NoHealthyDeployments(GatewayError):
     status, type, code = 503, "service_unavailable", "no_healthy_deployments"
 

@@ -62,6 +62,8 @@ def test_env_overrides(tmp_path, monkeypatch):
      "general_settings.master_key: environment variable DELTALLM_TEST_UNSET is not set"),
     ({"router_settings": {"routing_strategy": "round-robin"}}, "router_settings.routing_strategy: Must be one of"),
     ({"model_lst": []}, "model_lst: unknown top-level key"),
+    ({"model_list": [{"model_name": "a", "deltallm_params": {"model": "azure/dep"}}]},
+     "model_list[0].deltallm_params.api_base: azure deployments need"),
     ({"model_list": [{"model_name": "a", "deltallm_params": {"model": "openai/x"}, "model_info": {"mode": "x"}}]},
      "model_list[0].model_info.mode: must be one of"),
 ])

@@ -1,0 +1,408 @@
+"""AWS Bedrock via the SigV4-signed Converse and ConverseStream APIs, translated to and from OpenAI chat."""
+import time
+import uuid
+from urllib.parse import quote
+
+import orjson
+
+from deltallm.errors import InvalidRequest, ProviderMisconfigured, UpstreamError
+from deltallm.providers.base import Provider, iter_bytes, map_status, parse_json
+
+STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                "model_context_window_exceeded": "length", "tool_use": "tool_calls",
+                "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
+IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
+# Bedrock error kinds (x-amzn-ErrorType, or :exception-type inside a stream, compared lower-case)
+# mapped to the status that tells the router what to do: quota errors come as 400 but are retryable,
+# model errors come as 424 but are the upstream's fault, stream exceptions carry no status at all.
+KIND_STATUS = {
+    "validationexception": 400, "resourcenotfoundexception": 404,
+    "accessdeniedexception": 403, "unrecognizedclientexception": 403,
+    "throttlingexception": 429, "servicequotaexceededexception": 429, "modelnotreadyexception": 429,
+    "modeltimeoutexception": 408,
+    "modelerrorexception": 502, "modelstreamerrorexception": 502,
+    "internalserverexception": 500, "serviceunavailableexception": 503,
+}
+
+
+# -- OpenAI request -> Converse request ----------------------------------------------------------
+def to_request(deployment, body):
+    """The Converse body for an OpenAI chat request (the model id travels in the URL)."""
+    if (body.get("n") or 1) > 1:
+        raise InvalidRequest("Bedrock returns a single choice; n must be 1", param="n")
+    system, messages = [], []
+    for i, message in enumerate(body.get("messages") or []):
+        role, content = message.get("role"), message.get("content")
+        if role in ("system", "developer"):
+            system += [{"text": text} for text in texts(content, f"messages[{i}].content")]
+        elif role == "user":
+            append_turn(messages, "user", user_blocks(content, i))
+        elif role == "assistant":
+            append_turn(messages, "assistant", assistant_blocks(message, i))
+        elif role == "tool":
+            append_turn(messages, "user", [tool_result(message, i)])
+        else:
+            raise InvalidRequest(f"message role {role!r} is not supported", param=f"messages[{i}].role")
+    request = {"messages": messages}
+    if system:
+        request["system"] = system
+    inference = inference_config(deployment, body)
+    if inference:
+        request["inferenceConfig"] = inference
+    tools = tool_config(body)
+    if tools:
+        request["toolConfig"] = tools
+    return request
+
+
+def append_turn(messages, role, blocks):
+    """Converse wants strictly alternating turns, so consecutive same-role turns are merged."""
+    if not blocks:
+        return
+    if messages and messages[-1]["role"] == role:
+        messages[-1]["content"].extend(blocks)
+    else:
+        messages.append({"role": role, "content": list(blocks)})
+
+
+def texts(content, param):
+    """The non-empty texts of a string or a list of text/refusal parts."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content] if content else []
+    found = []
+    for j, part in enumerate(content):
+        kind = part.get("type")
+        if kind not in ("text", "refusal"):
+            raise InvalidRequest(f"content part type {kind!r} is not supported here",
+                                 param=f"{param}[{j}].type")
+        if part.get(kind):
+            found.append(part[kind])
+    return found
+
+
+def user_blocks(content, i):
+    if content is None or isinstance(content, str):
+        return [{"text": text} for text in texts(content, f"messages[{i}].content")]
+    blocks = []
+    for j, part in enumerate(content):
+        kind = part.get("type")
+        if kind == "text":
+            blocks.append({"text": part.get("text") or ""})
+        elif kind == "image_url":
+            blocks.append(image_block(part.get("image_url"), f"messages[{i}].content[{j}].image_url.url"))
+        else:
+            raise InvalidRequest(f"content part type {kind!r} is not supported by Bedrock",
+                                 param=f"messages[{i}].content[{j}].type")
+    return blocks
+
+
+def image_block(image, param):
+    url = image.get("url") if isinstance(image, dict) else image
+    if not isinstance(url, str) or not url.startswith("data:"):
+        raise InvalidRequest("Bedrock accepts images only as base64 data URLs "
+                             "(data:image/png;base64,...), not http(s) URLs", param=param)
+    header, _, data = url.partition(",")
+    mime = header[5:].split(";")[0].lower()
+    fmt = IMAGE_FORMATS.get(mime.partition("/")[2]) if mime.startswith("image/") else None
+    if not fmt or ";base64" not in header or not data.strip():
+        raise InvalidRequest(f"unsupported image data URL ({mime or 'no media type'}); "
+                             "use base64 png, jpeg, gif or webp", param=param)
+    return {"image": {"format": fmt, "source": {"bytes": data.strip()}}}
+
+
+def assistant_blocks(message, i):
+    blocks = [{"text": text} for text in texts(message.get("content"), f"messages[{i}].content")]
+    for j, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") or {}
+        arguments = function.get("arguments") or "{}"
+        try:
+            arguments = orjson.loads(arguments) if isinstance(arguments, str) else arguments
+        except orjson.JSONDecodeError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            raise InvalidRequest("tool call arguments must be a JSON object",
+                                 param=f"messages[{i}].tool_calls[{j}].function.arguments")
+        blocks.append({"toolUse": {"toolUseId": call.get("id"), "name": function.get("name"),
+                                   "input": arguments}})
+    return blocks
+
+
+def tool_result(message, i):
+    if not message.get("tool_call_id"):
+        raise InvalidRequest("tool messages need tool_call_id", param=f"messages[{i}].tool_call_id")
+    text = "".join(texts(message.get("content"), f"messages[{i}].content"))
+    parsed = parse_json(text.encode()) if text.lstrip().startswith("{") else None
+    content = [{"json": parsed}] if isinstance(parsed, dict) else [{"text": text}]
+    return {"toolResult": {"toolUseId": message["tool_call_id"], "content": content}}
+
+
+def inference_config(deployment, body):
+    config = {}
+    max_tokens = (body.get("max_completion_tokens") or body.get("max_tokens")
+                  or deployment.params.get("max_tokens"))
+    if max_tokens:
+        config["maxTokens"] = int(max_tokens)
+    if body.get("temperature") is not None:
+        config["temperature"] = body["temperature"]
+    if body.get("top_p") is not None:
+        config["topP"] = body["top_p"]
+    stop = body.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    return config
+
+
+def tool_config(body):
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if not tools or choice == "none":
+        return None
+    specs = []
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if tool.get("type", "function") == "function" else None
+        if not function or not function.get("name"):
+            raise InvalidRequest("Bedrock supports only function tools with a name", param=f"tools[{i}]")
+        spec = {"name": function["name"], "inputSchema": {
+            "json": function.get("parameters") or {"type": "object", "properties": {}}}}
+        if function.get("description"):
+            spec["description"] = function["description"]
+        specs.append({"toolSpec": spec})
+    config = {"tools": specs}
+    # "auto" is Converse's default and some models reject an explicit toolChoice, so it is omitted.
+    if choice == "required":
+        config["toolChoice"] = {"any": {}}
+    elif isinstance(choice, dict) and (choice.get("function") or {}).get("name"):
+        config["toolChoice"] = {"tool": {"name": choice["function"]["name"]}}
+    elif choice not in (None, "auto"):
+        raise InvalidRequest("tool_choice must be none, auto, required or a named function",
+                             param="tool_choice")
+    return config
+
+
+# -- Converse response / stream events -> OpenAI ---------------------------------------------------
+def from_response(deployment, data, response_id=None):
+    """An OpenAI chat.completion for a Converse response."""
+    text, tool_calls = [], []
+    for block in ((data.get("output") or {}).get("message") or {}).get("content") or []:
+        if "text" in block:
+            text.append(block["text"])
+        elif "toolUse" in block:
+            use = block["toolUse"]
+            tool_calls.append({"id": use.get("toolUseId"), "type": "function", "function": {
+                "name": use.get("name"), "arguments": orjson.dumps(use.get("input") or {}).decode()}})
+        # reasoningContent, citations ...: no OpenAI chat equivalent, dropped
+    message = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None,
+               "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {"id": response_id or new_id(), "object": "chat.completion", "created": int(time.time()),
+            "model": deployment.model,
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": STOP_REASONS.get(data.get("stopReason"), "stop")}],
+            "usage": usage(data.get("usage"))}
+
+
+def usage(raw):
+    raw = raw or {}
+    cached = raw.get("cacheReadInputTokens") or 0
+    prompt = (raw.get("inputTokens") or 0) + cached + (raw.get("cacheWriteInputTokens") or 0)
+    completion = raw.get("outputTokens") or 0
+    result = {"prompt_tokens": prompt, "completion_tokens": completion,
+              "total_tokens": prompt + completion}
+    if cached:
+        result["prompt_tokens_details"] = {"cached_tokens": cached}
+    return result
+
+
+def new_id():
+    return "chatcmpl-" + uuid.uuid4().hex
+
+
+class StreamState:
+    """What translating one ConverseStream remembers between events."""
+
+    def __init__(self, deployment, response_id=None):
+        self.id = response_id or new_id()
+        self.model = deployment.model
+        self.created = int(time.time())
+        self.role_sent = False
+        self.finished = False
+        self.tools = {}  # Converse contentBlockIndex -> OpenAI tool_calls index
+
+    def chunk(self, delta, finish_reason=None, **extra):
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None,
+                                             "finish_reason": finish_reason}]
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": choices, **extra}
+
+
+def from_stream_event(state, event, payload):
+    """The OpenAI chunks (often none) that one ConverseStream event stands for."""
+    out = []
+    if not state.role_sent and event in ("messageStart", "contentBlockStart", "contentBlockDelta",
+                                         "messageStop"):
+        state.role_sent = True
+        out.append(state.chunk({"role": "assistant", "content": ""}))
+    index = payload.get("contentBlockIndex")
+    if event == "contentBlockStart":
+        use = (payload.get("start") or {}).get("toolUse")
+        if use:
+            state.tools[index] = len(state.tools)
+            out.append(state.chunk({"tool_calls": [{
+                "index": state.tools[index], "id": use.get("toolUseId"), "type": "function",
+                "function": {"name": use.get("name"), "arguments": ""}}]}))
+    elif event == "contentBlockDelta":
+        delta = payload.get("delta") or {}
+        if delta.get("text"):
+            out.append(state.chunk({"content": delta["text"]}))
+        elif "toolUse" in delta and index in state.tools:
+            out.append(state.chunk({"tool_calls": [{"index": state.tools[index], "function": {
+                "arguments": delta["toolUse"].get("input") or ""}}]}))
+    elif event == "messageStop":
+        state.finished = True
+        out.append(state.chunk({}, STOP_REASONS.get(payload.get("stopReason"), "stop")))
+    elif event == "metadata" and payload.get("usage"):
+        out.append(state.chunk(None, usage=usage(payload["usage"])))
+    return out
+
+
+# -- errors ---------------------------------------------------------------------------------------
+def bedrock_error(kind, status, message, retry_after=None):
+    """A GatewayError for a Bedrock error kind (e.g. "ThrottlingException:http://...")."""
+    kind = (kind or "").split(":")[0].rpartition("#")[2]
+    status = KIND_STATUS.get(kind.lower(), status)
+    return map_status("bedrock", status, message, code=kind or None, retry_after=retry_after)
+
+
+def aws_message(payload, default):
+    return str(payload.get("message") or payload.get("Message") or default)
+
+
+def as_dict(value):
+    return value if isinstance(value, dict) else {}
+
+
+def misconfigured(message):
+    return ProviderMisconfigured(message)
+
+
+def load_botocore():
+    try:
+        import botocore.auth
+        import botocore.awsrequest
+        import botocore.credentials
+        import botocore.eventstream
+        import botocore.session
+    except ImportError:
+        raise misconfigured("bedrock deployments need botocore: pip install 'deltallm[bedrock]'") from None
+    return botocore
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+class BedrockProvider(Provider):
+    """Converse for chat, ConverseStream (binary AWS event stream) for streaming chat."""
+
+    name = "bedrock"
+
+    def __init__(self, deployment):
+        super().__init__(deployment)
+        self.botocore = botocore = load_botocore()
+        params = deployment.params
+        self.region = params.get("aws_region_name")
+        key_id, secret = params.get("aws_access_key_id"), params.get("aws_secret_access_key")
+        if key_id or secret:
+            if not (key_id and secret):
+                raise misconfigured(f"deployment {deployment.model_name!r} sets only one of "
+                                    "aws_access_key_id and aws_secret_access_key")
+            self.credentials = botocore.credentials.Credentials(
+                key_id, secret, params.get("aws_session_token"))
+        else:  # the standard AWS chain: env, shared files, SSO, container and instance roles
+            session = botocore.session.Session(profile=params.get("aws_profile_name"))
+            self.credentials = session.get_credentials()
+            self.region = self.region or session.get_config_variable("region")
+        if not self.credentials:
+            raise misconfigured(f"deployment {deployment.model_name!r} has no AWS credentials "
+                                "(params or the standard AWS chain)")
+        if not self.region:
+            raise misconfigured(f"deployment {deployment.model_name!r} needs aws_region_name")
+        self.api_base = (self.api_base or params.get("aws_bedrock_runtime_endpoint") or
+                         f"https://bedrock-runtime.{self.region}.amazonaws.com").rstrip("/")
+        self.model_path = f"/model/{quote(deployment.model, safe='')}"
+
+    def post(self, call, action, request, stream=False):
+        """Sign exactly the bytes sent: SigV4 covers the body hash, host, date and content headers."""
+        url = f"{self.api_base}{self.model_path}/{action}"
+        data = orjson.dumps(request)
+        accept = "application/vnd.amazon.eventstream" if stream else "application/json"
+        signed = self.botocore.awsrequest.AWSRequest(
+            method="POST", url=url, data=data, headers={"Content-Type": "application/json", "Accept": accept})
+        credentials = self.credentials.get_frozen_credentials()  # refreshes role credentials if due
+        self.botocore.auth.SigV4Auth(credentials, "bedrock", self.region).add_auth(signed)
+        headers = dict(signed.headers.items())
+        if stream:
+            headers["Accept-Encoding"] = "identity"  # unsigned, so free to add
+        return self.send(call, url, headers=headers, stream=stream, data=data)
+
+    def map_error(self, status, body, headers):
+        payload = as_dict(parse_json(body))
+        message = aws_message(payload, f"bedrock upstream returned HTTP {status}")
+        kind = headers.get("x-amzn-ErrorType") or payload.get("__type")
+        return bedrock_error(kind, status, message, headers.get("retry-after"))
+
+    def chat(self, call, body):
+        resp = self.post(call, "converse", to_request(self.deployment, body))
+        data = parse_json(resp.content)
+        if not isinstance(data, dict):
+            raise UpstreamError("bedrock upstream returned a body that is not JSON")
+        return from_response(self.deployment, data, response_id(resp))
+
+    def chat_stream(self, call, body):
+        resp = self.post(call, "converse-stream", to_request(self.deployment, body), stream=True)
+        events = iter_events(resp, self.botocore.eventstream)
+        # Read the first event now: an exception event before any output is raised from here,
+        # where the router can still retry or fail over.
+        first = next(events, None)
+        if first is None:
+            raise UpstreamError("bedrock upstream closed the stream without any event")
+        return translate(StreamState(self.deployment, response_id(resp)), first, events)
+
+
+def response_id(resp):
+    request_id = resp.headers.get("x-amzn-RequestId")
+    return f"chatcmpl-{request_id}" if request_id else new_id()
+
+
+def translate(state, first, events):
+    try:
+        yield from from_stream_event(state, *first)
+        for event in events:
+            yield from from_stream_event(state, *event)
+    finally:
+        events.close()
+    if not state.finished:
+        raise UpstreamError("bedrock upstream stream ended before messageStop")
+
+
+def iter_events(resp, eventstream):
+    """(event type, payload) for each application/vnd.amazon.eventstream frame as it arrives."""
+    buffer = eventstream.EventStreamBuffer()
+    for data in iter_bytes(resp):
+        buffer.add_data(data)
+        try:
+            messages = list(buffer)
+        except eventstream.ParserError as exc:  # bad CRC or lengths: the stream is corrupt
+            raise UpstreamError("bedrock upstream sent a malformed event stream: "
+                                f"{exc.__class__.__name__}") from None
+        for message in messages:
+            headers = message.headers
+            payload = as_dict(parse_json(message.payload))
+            kind = headers.get(":message-type")
+            if kind == "event":
+                yield headers.get(":event-type"), payload
+            elif kind == "exception":
+                raise bedrock_error(headers.get(":exception-type"), 502,
+                                    aws_message(payload, "stream exception"))
+            elif kind == "error":
+                raise bedrock_error(headers.get(":error-code"), 502,
+                                    str(headers.get(":error-message") or "stream error"))
