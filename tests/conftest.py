@@ -1,11 +1,19 @@
-"""Shared fixtures: an app on a temporary SQLite file, keys, and a `responses` upstream mock."""
+"""Shared fixtures: an app on a temporary SQLite file, keys, a `responses` upstream mock, and the
+fake upstream process (tests/fakes/server.py) for tests that need real HTTP."""
 import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
+import requests
 import responses
 
 from deltallm import create_app, keys, models
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 MASTER_KEY = "sk-master-test"
 UPSTREAM = "https://upstream.test/v1"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -75,3 +83,45 @@ def upstream():
     """Mocks every outgoing `requests` call; an unexpected one fails the test."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url, proc, log, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up: {log.read_text()[-3000:]}")
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def upstream_url(tmp_path_factory):
+    """Base URL of one fake upstream process speaking every provider's wire format."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("upstream") / "upstream.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.server", str(port)], cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url + "/_requests", proc, log)
+    yield url
+    stop(proc)

@@ -21,7 +21,7 @@ def check_content(content, where, role):
             raise ValidationError({f"{where}[{j}].text": ["must be a string"]})
         if kind == "image_url":
             if role != "user":
-                raise ValidationError({f"{where}[{j}].type": [f"image parts are only allowed in user messages"]})
+                raise ValidationError({f"{where}[{j}].type": ["image parts are only allowed in user messages"]})
             image = part.get("image_url")
             if not isinstance(image, dict) or not isinstance(image.get("url"), str):
                 raise ValidationError({f"{where}[{j}].image_url.url": ["must be a string"]})

@@ -1,57 +1,14 @@
 """Real processes: our fake upstream, and the gateway under gunicorn with gevent workers."""
 import os
-import pathlib
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT, free_port, stop, wait_until_up
+
 MASTER = "sk-e2e-master"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(url, proc, log, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            if requests.get(url, timeout=1).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up: {log.read_text()[-3000:]}")
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-@pytest.fixture(scope="session")
-def upstream_url(tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("upstream") / "upstream.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.server", str(port)], cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(url + "/_requests", proc, log)
-    yield url
-    stop(proc)
 
 
 def gateway_config(upstream, db_path):

@@ -1,12 +1,6 @@
 """Anthropic adapter: exact upstream requests, translated responses and streams, error mapping."""
-import socket
-import subprocess
-import sys
-import time
-
 import orjson
 import pytest
-import requests
 import responses
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -408,24 +402,8 @@ def test_http_errors_are_mapped(deployment, call, status, etype, cls, gateway_st
 
 # -- against the fake upstream (tests/fakes/anthropic.py) -------------------------------------
 @pytest.fixture(scope="module")
-def fake_base():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.server", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                requests.get(base + "/_requests", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        yield base + "/v1"
-    finally:
-        proc.terminate()
-        proc.wait(5)
+def fake_base(upstream_url):
+    return upstream_url + "/v1"
 
 
 def fake_deployment(base, key="upstream-secret"):

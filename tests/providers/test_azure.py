@@ -1,10 +1,4 @@
 """Azure OpenAI adapter: deployment URLs, api-version, api-key header, Azure's stream quirks and errors."""
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import orjson
 import pytest
 import responses
@@ -167,23 +161,8 @@ def test_5xx_is_retryable():
 
 # -- end to end against the fake Azure (tests/fakes/azure.py) in its own process ---------------
 @pytest.fixture(scope="module")
-def fake_upstream():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.server", str(port)],
-                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE)
-    assert b"listening" in proc.stdout.readline()
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+def fake_upstream(upstream_url):
+    return upstream_url
 
 
 def test_fake_chat_stream_and_embeddings(fake_upstream):

@@ -1,10 +1,6 @@
 """Bedrock Converse adapter: pure translations, SigV4 signing, the binary event stream, error mapping."""
 import re
-import socket
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -411,23 +407,8 @@ def test_stream_exception_mid_stream_and_truncation():
 
 # -- end to end against the fake Bedrock (tests/fakes/bedrock.py) in its own process -----------
 @pytest.fixture(scope="module")
-def fake_upstream():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.server", str(port)],
-                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE)
-    assert b"listening" in proc.stdout.readline()
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+def fake_upstream(upstream_url):
+    return upstream_url
 
 
 def test_fake_chat_stream_and_tools(fake_upstream):

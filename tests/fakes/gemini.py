@@ -1,0 +1,211 @@
+"""Fake Gemini API (https://ai.google.dev/api/generate-content), written from Google's public reference.
+
+`models/{model}:generateContent` answers `echo: <last user text>`; `:streamGenerateContent` needs
+`alt=sse` and streams the same answer word by word as GenerateContentResponse SSE records (no
+`[DONE]`: the stream just ends). A request with functionDeclarations whose last content is user text
+gets a functionCall to the first declared (or first allowed) function with args {"q": <text>}.
+`generationConfig.maxOutputTokens` truncates the answer (finishReason MAX_TOKENS) and
+`candidateCount` repeats it. The key must come in `x-goog-api-key`; like Google, the fake refuses
+unknown request fields, a wrong key (400 API_KEY_INVALID) and a missing key (403). Directives:
+see common.py; forced statuses use Google's error shape (429 carries a RetryInfo detail).
+"""
+import itertools
+from urllib.parse import parse_qs
+
+import orjson
+
+from tests.fakes import common as directives
+from tests.fakes.common import json_reply
+
+STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+          408: "DEADLINE_EXCEEDED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+          504: "DEADLINE_EXCEEDED"}
+# Fields of GenerateContentRequest and GenerationConfig (camelCase as documented; Google's JSON
+# parser also takes the proto snake_case names).
+REQUEST_FIELDS = {"contents", "tools", "toolConfig", "safetySettings", "systemInstruction",
+                  "generationConfig", "cachedContent"}
+CONFIG_FIELDS = {"stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema",
+                 "responseModalities", "candidateCount", "maxOutputTokens", "temperature", "topP",
+                 "topK", "seed", "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs",
+                 "enableEnhancedCivicAnswers", "speechConfig", "thinkingConfig", "mediaResolution"}
+SCHEMA_FIELDS = {"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
+                 "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
+                 "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum",
+                 "maximum"}
+RESPONSE_IDS = itertools.count(1)
+
+
+class Refused(Exception):
+    """Raised with the (status, headers, body) error reply a handler must return."""
+
+    def __init__(self, reply):
+        super().__init__(reply[0])
+        self.reply = reply
+
+
+def snake(name):
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def error(status, message, details=None, headers=None):
+    body = {"code": status, "message": message, "status": STATUS.get(status, "UNKNOWN")}
+    if details:
+        body["details"] = details
+    return json_reply(status, {"error": body}, headers)
+
+
+def unknown_field(obj, known, where):
+    """Google's complaint about the first field it cannot map, or None."""
+    for name in obj or {}:
+        if name not in known and name not in {snake(k) for k in known}:
+            return error(400, f'Invalid JSON payload received. Unknown name "{name}" at \'{where}\': '
+                              "Cannot find field.")
+    return None
+
+
+def schema_error(schema, where):
+    if not isinstance(schema, dict):
+        return None
+    found = unknown_field(schema, SCHEMA_FIELDS, where)
+    if found:
+        return found
+    nested = [(s, f"{where}.properties[{k}].value") for k, s in (schema.get("properties") or {}).items()]
+    nested += [(schema.get("items"), f"{where}.items")]
+    nested += [(s, f"{where}.any_of[{i}]") for i, s in enumerate(schema.get("anyOf") or [])]
+    for sub, path in nested:
+        found = schema_error(sub, path)
+        if found:
+            return found
+    return None
+
+
+def check_request(req, body):
+    key = req.headers.get("x-goog-api-key")
+    if not key:
+        return error(403, "Method doesn't allow unregistered callers (callers without established "
+                          "identity). Please use API Key or other form of API consumer identity to call this API.")
+    if key != "upstream-secret":
+        return error(400, "API key not valid. Please pass a valid API key.", [{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}])
+    if not isinstance(body, dict):
+        return error(400, "Invalid JSON payload received.")
+    found = unknown_field(body, REQUEST_FIELDS, "")
+    found = found or unknown_field(body.get("generationConfig"), CONFIG_FIELDS, "generation_config")
+    found = found or schema_error((body.get("generationConfig") or {}).get("responseSchema"),
+                                  "generation_config.response_schema")
+    for t, tool in enumerate(body.get("tools") or []):
+        for d, decl in enumerate(tool.get("functionDeclarations") or []):
+            found = found or schema_error(decl.get("parameters"),
+                                          f"tools[{t}].function_declarations[{d}].parameters")
+    if found:
+        return found
+    contents = body.get("contents")
+    if not contents:
+        return error(400, "* GenerateContentRequest.contents: contents is not specified\n")
+    for i, content in enumerate(contents):
+        if content.get("role", "user") not in ("user", "model"):
+            return error(400, "Please use a valid role: user, model.")
+        if not content.get("parts"):
+            return error(400, f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n")
+    return None
+
+
+def last_user_text(contents):
+    for content in reversed(contents):  # turns holding only functionResponse parts are skipped
+        texts = [p["text"] for p in content["parts"] if "text" in p]
+        if content.get("role", "user") == "user" and texts:
+            return " ".join(texts)
+    return ""
+
+
+def function_call(body, text):
+    """The functionCall part to answer with, or None (no tools, mode NONE, or last turn not user text)."""
+    names = [d["name"] for t in body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    last = body["contents"][-1]
+    if not names or calling.get("mode") == "NONE" or last.get("role", "user") != "user" \
+            or not any("text" in p for p in last["parts"]):
+        return None
+    name = (calling.get("allowedFunctionNames") or names)[0]
+    return {"functionCall": {"name": name, "args": {"q": text}}}
+
+
+def answer(req):
+    """(body, prompt, words of the reply, finishReason, functionCall part or None); raises Refused."""
+    body = req.json()
+    denied = check_request(req, body)
+    if denied:
+        raise Refused(denied)
+    prompt = last_user_text(body["contents"])
+    status = directives.apply(prompt)
+    if status:
+        details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}] \
+            if status == 429 else None
+        raise Refused(error(status, f"forced status {status}", details))
+    words = directives.reply_text(prompt).split()
+    limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
+    finish = "STOP"
+    if limit is not None and len(words) > limit:
+        words, finish = words[:limit], "MAX_TOKENS"
+    return body, prompt, words, finish, function_call(body, directives.reply_text(prompt))
+
+
+def usage(body, output_tokens):
+    prompt = sum(len(p.get("text", "").split()) for c in body["contents"] for p in c["parts"]) + 3
+    return {"promptTokenCount": prompt, "candidatesTokenCount": output_tokens,
+            "totalTokenCount": prompt + output_tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]}
+
+
+def response(body, model, parts, finish, output_tokens, response_id):
+    count = (body.get("generationConfig") or {}).get("candidateCount") or 1
+    candidates = [{"content": {"parts": parts, "role": "model"}, "index": i} for i in range(count)]
+    for candidate in candidates:
+        if finish:
+            candidate["finishReason"] = finish
+    return {"candidates": candidates, "usageMetadata": usage(body, output_tokens),
+            "modelVersion": model + "-001", "responseId": response_id}
+
+
+def generate(req):
+    try:
+        body, _prompt, words, finish, call = answer(req)
+    except Refused as refused:
+        return refused.reply
+    model = req.match.group("model")
+    parts = [call] if call else [{"text": " ".join(words)}]
+    return json_reply(200, response(body, model, parts, finish, len(words), f"fake-{next(RESPONSE_IDS)}"))
+
+
+def stream(req):
+    if parse_qs(req.query).get("alt") != ["sse"]:
+        return error(400, "fake Gemini API: streamGenerateContent is only served with alt=sse")
+    try:
+        body, prompt, words, finish, call = answer(req)
+    except Refused as refused:
+        return refused.reply
+    model, response_id = req.match.group("model"), f"fake-{next(RESPONSE_IDS)}"
+    brk = "stream-break" in directives.parse(prompt)
+
+    def record(parts, done, sent):
+        data = response(body, model, parts, finish if done else None, sent, response_id)
+        return b"data: " + orjson.dumps(data) + b"\r\n\r\n"
+
+    def gen():
+        if call:
+            yield record([call], True, 1)
+            return
+        for i, word in enumerate(words):
+            yield record([{"text": (" " if i else "") + word}], i == len(words) - 1, i + 1)
+            if brk:
+                raise ConnectionError("stream-break directive")
+        if not words:
+            yield record([{"text": ""}], True, 0)
+    return 200, [("Content-Type", "text/event-stream")], gen()
+
+
+ROUTES = [
+    ("POST", r"/v1beta/models/(?P<model>[^/:]+):generateContent", generate),
+    ("POST", r"/v1beta/models/(?P<model>[^/:]+):streamGenerateContent", stream),
+]
