@@ -52,7 +52,24 @@ def to_request(deployment, body):
     tools = tool_config(body)
     if tools:
         request["toolConfig"] = tools
+    else:
+        tool_blocks_as_text(messages)
     return request
+
+
+def tool_blocks_as_text(messages):
+    """Converse refuses toolUse/toolResult blocks without a toolConfig, and has no "none" tool choice:
+    with no tools offered (tool_choice none), earlier tool turns are kept as plain text instead."""
+    for message in messages:
+        for k, block in enumerate(message["content"]):
+            if "toolUse" in block:
+                use = block["toolUse"]
+                message["content"][k] = {"text": f"[called tool {use['name']} with "
+                                                 f"{orjson.dumps(use['input']).decode()}]"}
+            elif "toolResult" in block:
+                result = block["toolResult"]["content"][0]
+                value = result["text"] if "text" in result else orjson.dumps(result["json"]).decode()
+                message["content"][k] = {"text": f"[tool result: {value}]"}
 
 
 def append_turn(messages, role, blocks):

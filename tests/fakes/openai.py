@@ -31,12 +31,18 @@ def check_auth(req):
     return None
 
 
+def wants_tool(body):
+    """Call the first tool when tools are offered, allowed, and the user spoke last."""
+    return bool(body.get("tools")) and body.get("tool_choice") != "none" \
+        and body["messages"][-1].get("role") == "user"
+
+
 def completion(body, text):
     words = text.split()
     tools = body.get("tools")
     message = {"role": "assistant", "content": text, "refusal": None}
     finish = "stop"
-    if tools and body["messages"][-1].get("role") == "user":
+    if wants_tool(body):
         message["content"] = None
         message["tool_calls"] = [{"id": "call_1", "type": "function", "function": {
             "name": tools[0]["function"]["name"], "arguments": orjson.dumps({"q": text}).decode()}}]
@@ -66,6 +72,20 @@ def stream(body, text, brk):
                                          "logprobs": None, "finish_reason": None}], **extra))
         if brk:
             raise ConnectionError("stream-break directive")
+        if wants_tool(body):
+            name = body["tools"][0]["function"]["name"]
+            arguments = orjson.dumps({"q": text}).decode()
+            yield event(dict(base, choices=[{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}]},
+                "logprobs": None, "finish_reason": None}], **extra))
+            for piece in (arguments[:5], arguments[5:]):
+                yield event(dict(base, choices=[{"index": 0, "delta": {"tool_calls": [
+                    {"index": 0, "function": {"arguments": piece}}]}, "logprobs": None, "finish_reason": None}],
+                    **extra))
+            yield event(dict(base, choices=[{"index": 0, "delta": {}, "logprobs": None,
+                                             "finish_reason": "tool_calls"}], **extra))
+            yield b"data: [DONE]\n\n"
+            return
         for i, word in enumerate(text.split()):
             yield event(dict(base, choices=[{"index": 0, "delta": {"content": (" " if i else "") + word},
                                              "logprobs": None, "finish_reason": None}], **extra))

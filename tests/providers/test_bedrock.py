@@ -446,3 +446,19 @@ def test_fake_errors(fake_upstream):
     with pytest.raises(UpstreamRejected) as err:  # the fake enforces Converse's rule that turns start with user
         adapter.chat(Call("req-1"), {"messages": [{"role": "assistant", "content": "hi"}]})
     assert err.value.status == 400 and "start with a user message" in err.value.message
+
+
+def test_tool_choice_none_keeps_tool_history_as_text():
+    body = {"messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "t1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
+        {"role": "user", "content": "thanks"}],
+        "tools": [{"type": "function", "function": {"name": "weather"}}], "tool_choice": "none"}
+    request = bedrock.to_request(deployment(), body)
+    assert "toolConfig" not in request
+    assert request["messages"][1] == {"role": "assistant",
+                                      "content": [{"text": '[called tool weather with {"city":"Oslo"}]'}]}
+    assert request["messages"][2] == {"role": "user", "content": [{"text": "[tool result: sunny]"},
+                                                                  {"text": "thanks"}]}
