@@ -2,8 +2,10 @@
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from deltallm.errors import GatewayError, NoHealthyDeployments
+from deltallm.providers.base import Call
 
 logger = logging.getLogger(__name__)
 
@@ -49,3 +51,22 @@ class Router:
                     time.sleep(min(self.retry_backoff * 2 ** attempt, 1.0))
                 tried.append(deployment)
         raise last
+
+    def run_each(self, call, model_name, bodies, operation):
+        """operation(deployment, call, body) for each body, concurrently (green threads under gevent).
+
+        Each body gets its own Call; `call` ends up with the longest upstream wait, so the overhead
+        header still means time spent in the gateway.
+        """
+        if len(bodies) == 1:
+            return [self.run(call, model_name, lambda d: operation(d, call, bodies[0]))]
+        calls = [Call(call.request_id) for _ in bodies]
+
+        def one(index):
+            sub = calls[index]
+            return self.run(sub, model_name, lambda d: operation(d, sub, bodies[index]))
+        with ThreadPoolExecutor(max_workers=min(len(bodies), 16)) as pool:
+            results = list(pool.map(one, range(len(bodies))))
+        call.upstream_s += max(c.upstream_s for c in calls)
+        call.deployment = calls[0].deployment
+        return results

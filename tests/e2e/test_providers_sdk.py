@@ -81,3 +81,21 @@ def test_provider_rejection_keeps_status_and_message(client, model):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "[[status:400]] no"}])
     assert info.value.body["message"]
+
+
+@pytest.mark.parametrize("model", MODELS + ["mocky"])
+def test_legacy_completions(client, model):
+    done = client.completions.create(model=model, prompt="Hello legacy", max_tokens=50)
+    assert done.object == "text_completion"
+    expected = "This is a mock response to: Hello legacy" if model == "mocky" else "echo: Hello legacy"
+    assert done.choices[0].text == expected and done.choices[0].finish_reason == "stop"
+    streamed = list(client.completions.create(model=model, prompt="Hello legacy", stream=True,
+                                              stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == expected
+    assert streamed[-1].usage.total_tokens > 0
+
+
+def test_legacy_completions_reject_echo(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model="gpt-4o-mini", prompt="x", echo=True)
+    assert info.value.body["param"] == "echo"

@@ -1,0 +1,25 @@
+"""POST /v1/completions (legacy), served by chat models."""
+from flask import Blueprint
+
+from deltallm.api.common import check_model_access, gateway, json_body, json_response, new_call, sse_response
+from deltallm.schemas.completions import completion_request
+from deltallm.sse import event
+from deltallm.translate import completions
+
+bp = Blueprint("completions", __name__)
+
+
+@bp.post("/v1/completions")
+@bp.post("/completions")
+def create_completion():
+    body = json_body(completion_request)
+    check_model_access(body["model"])
+    bodies = [completions.to_chat(body, prompt) for prompt in completions.prompts(body)]
+    call, router, n = new_call(), gateway().router, body.get("n") or 1
+    if not body.get("stream"):
+        results = router.run_each(call, body["model"], bodies, lambda d, c, b: d.adapter.chat(c, b))
+        return json_response(completions.from_chat(results, n))
+    # every stream is opened before the first byte, so any failure to start is retried or reported
+    streams = router.run_each(call, body["model"], bodies, lambda d, c, b: d.adapter.chat_stream(c, b))
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    return sse_response(event(c) for c in completions.stream(streams, n, include_usage))
