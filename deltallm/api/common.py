@@ -5,7 +5,7 @@ from flask import Response, current_app, g, request
 from deltallm.errors import InvalidRequest, PermissionDenied
 from deltallm.providers.base import Call
 from deltallm.schemas.common import load
-from deltallm.sse import HEADERS, guarded
+from deltallm.sse import DONE, HEADERS, guarded
 
 JSON = "application/json"
 
@@ -29,9 +29,9 @@ def json_response(obj, status=200):
     return Response(orjson.dumps(obj), status=status, mimetype=JSON)
 
 
-def sse_response(encoded_events):
-    """Stream already-encoded SSE bytes; failures mid-stream end with an error event."""
-    return Response(guarded(encoded_events, g.request_id), mimetype="text/event-stream",
+def sse_response(encoded_events, done=DONE):
+    """Stream already-encoded SSE bytes, then `done`; failures mid-stream end with an error event."""
+    return Response(guarded(encoded_events, g.request_id, done), mimetype="text/event-stream",
                     headers=HEADERS, direct_passthrough=True)
 
 

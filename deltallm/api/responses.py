@@ -1,0 +1,29 @@
+"""POST /v1/responses: OpenAI's Responses API, served by translating to chat completions."""
+from flask import Blueprint, g
+
+from deltallm.api.common import check_model_access, gateway, json_body, json_response, new_call, sse_response
+from deltallm.schemas.responses import responses_request
+from deltallm.sse import event
+from deltallm.translate.responses import from_completion, to_chat
+from deltallm.translate.responses_stream import EventStream
+
+bp = Blueprint("responses", __name__)
+
+
+@bp.post("/v1/responses")
+@bp.post("/responses")
+def create_response():
+    req = json_body(responses_request)
+    check_model_access(req["model"])
+    body = to_chat(req)
+    call = new_call()
+    router = gateway().router
+    if not req.get("stream"):
+        completion = router.run(call, req["model"], lambda d: d.adapter.chat(call, body))
+        return json_response(from_completion(completion, req))
+    # Opened before the first byte, so upstream failures here are retried and answered as JSON errors.
+    chunks = router.run(call, req["model"], lambda d: d.adapter.chat_stream(call, body))
+    events = EventStream(req, g.request_id).events(chunks)
+    encoded = (event(item, item["type"]) for item in events)
+    # The Responses API has no [DONE]; failures are already events (see EventStream.fail).
+    return sse_response(encoded, done=None)

@@ -1,0 +1,195 @@
+"""The Responses API over chat: request to chat body, and chat completion to Response object."""
+import time
+import uuid
+
+# Request fields with the same name and meaning in chat completions.
+PASSED = ("temperature", "top_p", "user", "safety_identifier", "prompt_cache_key",
+          "prompt_cache_retention", "service_tier")
+# Fields echoed back in the Response as the client sent them: always (null when absent), or if sent.
+ECHOED = ("instructions", "max_output_tokens", "max_tool_calls", "temperature", "top_p")
+ECHOED_IF_SENT = ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention", "service_tier")
+INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def new_id(prefix):
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+# -- request ----------------------------------------------------------------------------------
+def to_chat(req):
+    """The chat completions body for a validated Responses request (see schemas/responses.py)."""
+    messages = [{"role": "system", "content": req["instructions"]}] if req.get("instructions") else []
+    body = {"model": req["model"], "messages": messages + input_messages(req["input"])}
+    for name in PASSED:
+        if req.get(name) is not None:
+            body[name] = req[name]
+    # max_completion_tokens, like max_output_tokens, counts reasoning tokens; OpenAI's reasoning
+    # models refuse max_tokens, and every native adapter reads max_completion_tokens first.
+    if req.get("max_output_tokens") is not None:
+        body["max_completion_tokens"] = req["max_output_tokens"]
+    tools = [chat_tool(tool) for tool in req.get("tools") or []]
+    if tools:  # chat upstreams refuse tool_choice / parallel_tool_calls without tools
+        body["tools"] = tools
+        if req.get("tool_choice") is not None:
+            body["tool_choice"] = chat_tool_choice(req["tool_choice"])
+        if req.get("parallel_tool_calls") is not None:
+            body["parallel_tool_calls"] = req["parallel_tool_calls"]
+    text = req.get("text") or {}
+    if (text.get("format") or {}).get("type") in ("json_object", "json_schema"):
+        body["response_format"] = chat_format(text["format"])
+    if text.get("verbosity") is not None:
+        body["verbosity"] = text["verbosity"]
+    effort = (req.get("reasoning") or {}).get("effort")
+    if effort is not None:
+        body["reasoning_effort"] = effort
+    if req.get("stream"):
+        body["stream"] = True
+    return body
+
+
+def input_messages(value):
+    """Chat messages for `input`: a string, or message / function_call / function_call_output items."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    messages = []
+    for item in value:
+        kind = item.get("type", "message")
+        if kind == "message":
+            messages.append(chat_message(item))
+        elif kind == "function_call":
+            call = {"id": item["call_id"], "type": "function",
+                    "function": {"name": item["name"], "arguments": item["arguments"]}}
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant":  # one assistant turn, many calls
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        else:  # function_call_output
+            messages.append({"role": "tool", "tool_call_id": item["call_id"],
+                             "content": tool_output(item["output"])})
+    return messages
+
+
+def chat_message(item):
+    role, content = item["role"], item["content"]
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    if role == "assistant":
+        return {"role": "assistant",
+                "content": "".join(p.get("text") or p.get("refusal") or "" for p in content)}
+    return {"role": role, "content": [chat_part(part) for part in content]}
+
+
+def chat_part(part):
+    if part["type"] == "input_text":
+        return {"type": "text", "text": part["text"]}
+    image = {"url": part["image_url"]}
+    if part.get("detail") is not None:
+        image["detail"] = part["detail"]
+    return {"type": "image_url", "image_url": image}
+
+
+def tool_output(output):
+    return output if isinstance(output, str) else "".join(part["text"] for part in output)
+
+
+def chat_tool(tool):
+    fn = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
+    return {"type": "function", "function": fn}
+
+
+def chat_tool_choice(choice):
+    return choice if isinstance(choice, str) else {"type": "function", "function": {"name": choice["name"]}}
+
+
+def chat_format(fmt):
+    if fmt["type"] == "json_object":
+        return {"type": "json_object"}
+    schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
+    return {"type": "json_schema", "json_schema": schema}
+
+
+# -- response ---------------------------------------------------------------------------------
+def skeleton(req):
+    """An in-progress Response echoing the request's settings (nothing is stored: store is false)."""
+    reasoning = req.get("reasoning") or {}
+    text = {"format": (req.get("text") or {}).get("format") or {"type": "text"}}
+    if (req.get("text") or {}).get("verbosity") is not None:
+        text["verbosity"] = req["text"]["verbosity"]
+    resp = {"id": new_id("resp"), "object": "response", "created_at": int(time.time()),
+            "status": "in_progress", "completed_at": None,
+            "background": False, "error": None, "incomplete_details": None, "model": req["model"],
+            "output": [], "parallel_tool_calls": req.get("parallel_tool_calls") is not False,
+            "previous_response_id": None,
+            "reasoning": {"effort": reasoning.get("effort"),
+                          "summary": reasoning.get("summary", reasoning.get("generate_summary"))},
+            "store": False, "text": text, "tool_choice": req.get("tool_choice") or "auto",
+            "tools": [echo_tool(tool) for tool in req.get("tools") or []],
+            "truncation": "disabled", "metadata": req.get("metadata") or {}}
+    for name in ECHOED:
+        resp[name] = req.get(name)
+    resp.update({name: req[name] for name in ECHOED_IF_SENT if req.get(name) is not None})
+    return resp
+
+
+def echo_tool(tool):
+    out = {"type": "function", "name": tool["name"], "parameters": tool.get("parameters"),
+           "strict": tool.get("strict")}
+    if tool.get("description") is not None:
+        out["description"] = tool["description"]
+    return out
+
+
+def finish(resp, *, model, output, finish_reason, usage):
+    """Fill in the outcome of a finished generation (status from the chat finish_reason)."""
+    reason = INCOMPLETE.get(finish_reason)
+    resp.update(status="incomplete" if reason else "completed", output=output,
+                incomplete_details={"reason": reason} if reason else None,
+                completed_at=None if reason else int(time.time()))
+    if usage:  # OpenAI's schema has no null usage: absent until known
+        resp["usage"] = responses_usage(usage)
+    if model:
+        resp["model"] = model
+    return resp
+
+
+def responses_usage(usage):
+    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    return {"input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": usage.get("total_tokens") or prompt + completion}
+
+
+def from_completion(completion, req):
+    """A chat.completion (first choice) as a Response object."""
+    choice = (completion.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    status = "incomplete" if choice.get("finish_reason") in INCOMPLETE else "completed"
+    parts = []
+    if message.get("content"):
+        parts.append(text_part(message["content"]))
+    if message.get("refusal"):
+        parts.append({"type": "refusal", "refusal": message["refusal"]})
+    output = [message_item(parts, status)] if parts else []
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        output.append(function_item(call.get("id"), fn.get("name"), fn.get("arguments") or "", status))
+    return finish(skeleton(req), model=completion.get("model"), output=output,
+                  finish_reason=choice.get("finish_reason"), usage=completion.get("usage"))
+
+
+def text_part(text=""):
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def message_item(content, status):
+    return {"id": new_id("msg"), "type": "message", "status": status, "role": "assistant",
+            "content": content}
+
+
+def function_item(call_id, name, arguments, status):
+    return {"id": new_id("fc"), "type": "function_call", "status": status,
+            "call_id": call_id or new_id("call"), "name": name or "", "arguments": arguments}
