@@ -16,8 +16,12 @@ from deltallm import create_app, keys, models
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MASTER_KEY = "sk-master-test"
 UPSTREAM = "https://upstream.test/v1"
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# The services the tests may use. They are taken out of the environment so that they do not
+# override (as DeltaLLM's env overrides would) the database and Redis each test app is given.
+REDIS_URL = os.environ.pop("REDIS_URL", None) or "redis://127.0.0.1:6379/15"
+DATABASE_URL = os.environ.pop("DATABASE_URL", None) or "postgresql://postgres@127.0.0.1:5432/test"
+for _name in ("DELTALLM_MASTER_KEY", "DELTALLM_CONFIG_PATH"):
+    os.environ.pop(_name, None)
 
 
 def base_config(tmp_path, **general):
