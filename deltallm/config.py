@@ -70,6 +70,7 @@ class GeneralSettingsSchema(Schema):
     redis_url = fields.String(allow_none=True)
     max_request_body_mb = fields.Float(load_default=32, validate=validate.Range(min=0, min_inclusive=False))
     max_file_size_mb = fields.Float(load_default=200, validate=validate.Range(min=0, min_inclusive=False))
+    max_transcription_mb = fields.Float(load_default=25, validate=validate.Range(min=0, min_inclusive=False))
     embeddings_batch_enabled = fields.Boolean(load_default=False)
 
 

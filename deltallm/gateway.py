@@ -19,6 +19,8 @@ class Gateway:
             logger.warning("no master_key configured: the admin API is closed; create keys with "
                            "`deltallm keys create`")
         self.max_body_bytes = int(settings.general["max_request_body_mb"] * 1024 * 1024)
+        # the 25 MB audio limit plus room for the other form fields
+        self.max_transcription_bytes = int(settings.general["max_transcription_mb"] * 1024 * 1024) + 65536
         self.redis = None
         if settings.redis_url:
             import redis

@@ -8,7 +8,7 @@ from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 
-from deltallm.errors import (UpstreamAuthFailed, UpstreamError, UpstreamRateLimited,
+from deltallm.errors import (InvalidRequest, UpstreamAuthFailed, UpstreamError, UpstreamRateLimited,
                              UpstreamRejected, UpstreamTimeout)
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,27 @@ class Provider:
 
     def chat_stream(self, call, body):
         raise NotImplementedError
+
+    # Other endpoints: an adapter overrides what its API offers.
+    def unsupported(self, what):
+        return InvalidRequest(f"model `{self.deployment.model_name}` is served by {self.name}, which does not "
+                              f"offer {what} through DeltaLLM", param="model", code="unsupported_model")
+
+    def embeddings(self, call, body):
+        """An OpenAI embeddings request -> an OpenAI `list` of embeddings."""
+        raise self.unsupported("embeddings")
+
+    def image_generation(self, call, body):
+        """An OpenAI images request -> an OpenAI images response."""
+        raise self.unsupported("image generation")
+
+    def speech(self, call, body):
+        """A speech request -> (iterator of audio bytes, content type or None)."""
+        raise self.unsupported("text-to-speech")
+
+    def transcription(self, call, fields, upload):
+        """Form fields [(name, value)] and an upload (filename, bytes, type) -> (body bytes, content type)."""
+        raise self.unsupported("transcription")
 
 
 def map_status(provider, status, message, *, etype=None, code=None, param=None, retry_after=None):

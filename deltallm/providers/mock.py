@@ -5,6 +5,9 @@ Configure with `model: mock/<any-name>` and optionally `mock_response` (fixed re
 stream chunks). A request may also carry `mock_response` itself, as with LiteLLM. Otherwise the
 reply is `This is a mock response to: <last user text>`.
 """
+import base64
+import hashlib
+import struct
 import time
 import uuid
 
@@ -98,3 +101,20 @@ class MockProvider(Provider):
         for index in range(n):
             yield chunk(index, {}, finish)
         yield dict(base, choices=[], usage=usage)
+
+    def embeddings(self, call, body):
+        """Deterministic unit-ish vectors derived from each input's digest."""
+        inputs = body["input"] if isinstance(body["input"], list) and body["input"] and \
+            not isinstance(body["input"][0], int) else [body["input"]]
+        size = int(body.get("dimensions") or self.deployment.params.get("mock_dimensions") or 16)
+        data, tokens = [], 0
+        for i, item in enumerate(inputs):
+            text = item if isinstance(item, str) else " ".join(map(str, item))
+            tokens += count_tokens(text) if isinstance(item, str) else len(item)
+            seed = hashlib.sha256(text.encode()).digest()
+            vector = [(seed[j % 32] - 127.5) / 127.5 for j in range(size)]
+            if body.get("encoding_format") == "base64":
+                vector = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        return {"object": "list", "data": data, "model": self.deployment.model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -1,8 +1,9 @@
 """OpenAI and every OpenAI-compatible upstream (vLLM, Ollama, Groq, Mistral, Together, ...)."""
 import orjson
+from urllib3 import encode_multipart_formdata
 
 from deltallm.errors import UpstreamError
-from deltallm.providers.base import Provider, error_message, iter_sse
+from deltallm.providers.base import Provider, error_message, iter_bytes, iter_sse
 from deltallm.providers.families import FAMILIES
 
 class OpenAIProvider(Provider):
@@ -55,6 +56,24 @@ class OpenAIProvider(Provider):
         """Any other JSON endpoint (embeddings, images, rerank ...) passed through as-is."""
         resp = self.send(call, self.url(path), self.prepare(body), headers=self.headers)
         return decode_json(resp.content, self.name)
+
+    def embeddings(self, call, body):
+        return self.post_json(call, "/embeddings", body)
+
+    def image_generation(self, call, body):
+        return self.post_json(call, "/images/generations", body)
+
+    def speech(self, call, body):
+        resp = self.send(call, self.url("/audio/speech"), self.prepare(body), headers=self.headers, stream=True)
+        return iter_bytes(resp), resp.headers.get("Content-Type")
+
+    def transcription(self, call, fields, upload):
+        fields = [(k, self.deployment.model if k == "model" else v) for k, v in fields]
+        data, content_type = encode_multipart_formdata(fields + [("file", upload)])
+        headers = {k: v for k, v in self.headers.items() if k != "Content-Type"}
+        headers["Content-Type"] = content_type
+        resp = self.send(call, self.url("/audio/transcriptions"), data=data, headers=headers)
+        return resp.content, resp.headers.get("Content-Type")
 
 
 def decode_json(content, provider):

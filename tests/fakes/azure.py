@@ -81,7 +81,21 @@ def embeddings(req):
                             "usage": {"prompt_tokens": 4, "total_tokens": 4}})
 
 
+def like_openai(handler):
+    """Azure's images and audio bodies are OpenAI's: check Azure's auth, then answer as the OpenAI fake."""
+    def azure_handler(req):
+        denied = check(req)
+        if denied:
+            return denied
+        req.headers["authorization"] = "Bearer upstream-secret"
+        return handler(req)
+    return azure_handler
+
+
 ROUTES = [
     ("POST", r"/openai/deployments/(?P<dep>[^/]+)/chat/completions", chat),
     ("POST", r"/openai/deployments/(?P<dep>[^/]+)/embeddings", embeddings),
+    ("POST", r"/openai/deployments/(?P<dep>[^/]+)/images/generations", like_openai(openai.images)),
+    ("POST", r"/openai/deployments/(?P<dep>[^/]+)/audio/speech", like_openai(openai.speech)),
+    ("POST", r"/openai/deployments/(?P<dep>[^/]+)/audio/transcriptions", like_openai(openai.transcriptions)),
 ]

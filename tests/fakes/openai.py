@@ -3,9 +3,11 @@
 Chat answers `echo: <last user text>`; a request with tools whose last message is from the user
 gets a call to the first tool with arguments {"q": <text>}. Directives: see common.py.
 """
+import io
 import time
 
 import orjson
+from werkzeug.formparser import parse_form_data
 
 from tests.fakes import common as directives
 from tests.fakes.common import json_reply
@@ -130,7 +132,57 @@ def embeddings(req):
                             "usage": {"prompt_tokens": 4, "total_tokens": 4}})
 
 
+def images(req):
+    denied = check_auth(req)
+    if denied:
+        return denied
+    body = req.json()
+    key = "b64_json" if body.get("response_format") == "b64_json" else "url"
+    value = "aW1hZ2U=" if key == "b64_json" else "https://images.example/generated.png"
+    return json_reply(200, {"created": int(time.time()),
+                            "data": [{key: value, "revised_prompt": body["prompt"]}
+                                     for _ in range(body.get("n") or 1)]})
+
+
+SPEECH_TYPES = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac", "flac": "audio/flac",
+                "wav": "audio/wav", "pcm": "audio/pcm"}
+
+
+def speech(req):
+    denied = check_auth(req)
+    if denied:
+        return denied
+    body = req.json()
+    fmt = body.get("response_format") or "mp3"
+    # "audio": the input text, repeated, in 4 KB pieces, so tests can check bytes and streaming
+    audio = (f"{fmt}:{body['voice']}:{body['input']}|".encode()) * 500
+
+    def pieces():
+        for i in range(0, len(audio), 4096):
+            yield audio[i:i + 4096]
+    return 200, [("Content-Type", SPEECH_TYPES[fmt])], pieces()
+
+
+def transcriptions(req):
+    denied = check_auth(req)
+    if denied:
+        return denied
+    env = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": req.headers["content-type"],
+           "CONTENT_LENGTH": str(len(req.raw)), "wsgi.input": io.BytesIO(req.raw)}
+    _stream, form, files = parse_form_data(env)
+    upload = files["file"]
+    audio = upload.read()
+    text = f"heard {len(audio)} bytes of {upload.filename} as {form.get('model')}"
+    fmt = form.get("response_format") or "json"
+    if fmt in ("text", "srt", "vtt"):
+        return 200, [("Content-Type", "text/plain; charset=utf-8")], text.encode()
+    return json_reply(200, {"text": text})
+
+
 ROUTES = [
     ("POST", r"/v1/chat/completions", chat),
     ("POST", r"/v1/embeddings", embeddings),
+    ("POST", r"/v1/images/generations", images),
+    ("POST", r"/v1/audio/speech", speech),
+    ("POST", r"/v1/audio/transcriptions", transcriptions),
 ]
