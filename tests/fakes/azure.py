@@ -69,20 +69,9 @@ def chat(req):
     return json_reply(200, reply)
 
 
-def embeddings(req):
-    denied = check(req)
-    if denied:
-        return denied
-    body = req.json()
-    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-    data = [{"object": "embedding", "index": i, "embedding": [0.1 * (i + 1), 0.2, 0.3]}
-            for i in range(len(inputs))]
-    return json_reply(200, {"object": "list", "data": data, "model": req.match["dep"],
-                            "usage": {"prompt_tokens": 4, "total_tokens": 4}})
-
-
 def like_openai(handler):
-    """Azure's images and audio bodies are OpenAI's: check Azure's auth, then answer as the OpenAI fake."""
+    """Azure's embeddings, images and audio bodies are OpenAI's: check Azure's auth, then answer as the
+    OpenAI fake does (the body's model is already the deployment name)."""
     def azure_handler(req):
         denied = check(req)
         if denied:
@@ -94,7 +83,7 @@ def like_openai(handler):
 
 ROUTES = [
     ("POST", r"/openai/deployments/(?P<dep>[^/]+)/chat/completions", chat),
-    ("POST", r"/openai/deployments/(?P<dep>[^/]+)/embeddings", embeddings),
+    ("POST", r"/openai/deployments/(?P<dep>[^/]+)/embeddings", like_openai(openai.embeddings)),
     ("POST", r"/openai/deployments/(?P<dep>[^/]+)/images/generations", like_openai(openai.images)),
     ("POST", r"/openai/deployments/(?P<dep>[^/]+)/audio/speech", like_openai(openai.speech)),
     ("POST", r"/openai/deployments/(?P<dep>[^/]+)/audio/transcriptions", like_openai(openai.transcriptions)),
