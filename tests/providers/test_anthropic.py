@@ -6,7 +6,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from deltallm.errors import (InvalidRequest, UpstreamAuthFailed, UpstreamError, UpstreamRateLimited,
                              UpstreamRejected)
-from deltallm.providers import anthropic
+from deltallm.providers import anthropic, anthropic_request
 from deltallm.providers.base import Call
 from deltallm.router.deployment import Deployment
 
@@ -106,17 +106,17 @@ def test_chat_sends_exact_request_and_translates_answer(deployment, call):
 ])
 def test_max_tokens_always_sent(fields, params, expected):
     dep = Deployment("claude", dict({"model": "anthropic/claude-x"}, **params))
-    assert anthropic.to_request(dep, dict({"messages": USER}, **fields))["max_tokens"] == expected
+    assert anthropic_request.to_request(dep, dict({"messages": USER}, **fields))["max_tokens"] == expected
 
 
 def test_stop_list_and_n_above_one(deployment):
-    payload = anthropic.to_request(deployment, {"messages": USER, "stop": ["a", "b"]})
+    payload = anthropic_request.to_request(deployment, {"messages": USER, "stop": ["a", "b"]})
     assert payload["stop_sequences"] == ["a", "b"]
-    assert "stop_sequences" not in anthropic.to_request(deployment, {"messages": USER, "stop": None})
-    assert anthropic.to_request(deployment, {"messages": USER, "n": 1})["messages"] == [
+    assert "stop_sequences" not in anthropic_request.to_request(deployment, {"messages": USER, "stop": None})
+    assert anthropic_request.to_request(deployment, {"messages": USER, "n": 1})["messages"] == [
         {"role": "user", "content": "hi"}]
     with pytest.raises(InvalidRequest) as err:
-        anthropic.to_request(deployment, {"messages": USER, "n": 2})
+        anthropic_request.to_request(deployment, {"messages": USER, "n": 2})
     assert err.value.param == "n"
 
 
@@ -125,7 +125,7 @@ def test_images_become_base64_and_url_sources(deployment):
         {"type": "text", "text": "what is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}}]}]}
-    assert anthropic.to_request(deployment, body)["messages"] == [{"role": "user", "content": [
+    assert anthropic_request.to_request(deployment, body)["messages"] == [{"role": "user", "content": [
         {"type": "text", "text": "what is this?"},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}]}]
@@ -135,7 +135,7 @@ def test_images_become_base64_and_url_sources(deployment):
 def test_unusable_image_url_names_the_param(deployment, url):
     body = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]}
     with pytest.raises(InvalidRequest) as err:
-        anthropic.to_request(deployment, body)
+        anthropic_request.to_request(deployment, body)
     assert err.value.param == "messages[0].content[0].image_url.url"
 
 
@@ -151,7 +151,7 @@ def test_tool_history_merges_consecutive_results_and_turns(deployment):
         {"role": "tool", "tool_call_id": "toolu_a", "content": "18C"},
         {"role": "tool", "tool_call_id": "toolu_b", "content": [{"type": "text", "text": "21C"}]},
         {"role": "user", "content": "thanks, summarise"}]}
-    assert anthropic.to_request(deployment, body)["messages"] == [
+    assert anthropic_request.to_request(deployment, body)["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "weather in Paris and Rome?"},
                                      {"type": "text", "text": "in celsius"}]},
         {"role": "assistant", "content": [
@@ -167,7 +167,7 @@ def test_bad_tool_call_arguments_name_the_param(deployment):
     body = {"messages": USER + [{"role": "assistant", "content": None, "tool_calls": [
         {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{nope"}}]}]}
     with pytest.raises(InvalidRequest) as err:
-        anthropic.to_request(deployment, body)
+        anthropic_request.to_request(deployment, body)
     assert err.value.param == "messages[1].tool_calls[0].function.arguments"
 
 
@@ -192,7 +192,7 @@ def test_tools_and_tool_choice(deployment, choice, parallel, expected):
         body["tool_choice"] = choice
     if parallel is not None:
         body["parallel_tool_calls"] = parallel
-    payload = anthropic.to_request(deployment, body)
+    payload = anthropic_request.to_request(deployment, body)
     assert payload["tools"] == [
         {"name": "weather", "description": "Weather for a city",
          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
@@ -210,7 +210,7 @@ def test_json_schema_is_a_forced_tool_answered_as_content(deployment, call):
         [{"type": "tool_use", "id": "toolu_1", "name": "person", "input": {"name": "Ada"}}], "tool_use"))
     out = deployment.adapter.chat(call, {"messages": USER, "response_format": SCHEMA})
     payload = sent()
-    assert payload["tools"] == [{"name": "person", "description": anthropic.JSON_TOOL_DESCRIPTION,
+    assert payload["tools"] == [{"name": "person", "description": anthropic_request.JSON_TOOL_DESCRIPTION,
                                  "input_schema": SCHEMA["json_schema"]["schema"]}]
     assert payload["tool_choice"] == {"type": "tool", "name": "person"}
     completion(out)
@@ -219,22 +219,22 @@ def test_json_schema_is_a_forced_tool_answered_as_content(deployment, call):
 
 
 def test_json_schema_with_client_tools_lets_the_model_pick(deployment):
-    payload = anthropic.to_request(deployment, {"messages": USER, "tools": [WEATHER],
+    payload = anthropic_request.to_request(deployment, {"messages": USER, "tools": [WEATHER],
                                                 "response_format": SCHEMA})
     assert [t["name"] for t in payload["tools"]] == ["weather", "person"]
     assert payload["tool_choice"] == {"type": "any"}
     with pytest.raises(InvalidRequest) as err:
-        anthropic.to_request(deployment, {"messages": USER, "response_format": dict(
+        anthropic_request.to_request(deployment, {"messages": USER, "response_format": dict(
             SCHEMA, json_schema=dict(SCHEMA["json_schema"], name="weather")), "tools": [WEATHER]})
     assert err.value.param == "response_format.json_schema.name"
-    payload = anthropic.to_request(deployment, {"messages": USER, "tools": [WEATHER], "tool_choice": "none",
+    payload = anthropic_request.to_request(deployment, {"messages": USER, "tools": [WEATHER], "tool_choice": "none",
                                                 "response_format": SCHEMA})
     assert payload["tool_choice"] == {"type": "tool", "name": "person"}
 
 
 def test_pdf_file_part_and_unsupported_parts(deployment):
     pdf = {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}}
-    payload = anthropic.to_request(deployment, {"messages": [{"role": "user", "content": [pdf]}]})
+    payload = anthropic_request.to_request(deployment, {"messages": [{"role": "user", "content": [pdf]}]})
     assert payload["messages"] == [
         {"role": "user", "content": [{"type": "document", "source": {
             "type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}]}]
@@ -242,14 +242,14 @@ def test_pdf_file_part_and_unsupported_parts(deployment):
                         ({"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}},
                          "messages[0].content[1].type")]:
         with pytest.raises(InvalidRequest) as err:
-            anthropic.to_request(deployment, {"messages": [{"role": "user", "content": [pdf, part]}]})
+            anthropic_request.to_request(deployment, {"messages": [{"role": "user", "content": [pdf, part]}]})
         assert err.value.param == param
 
 
 def test_json_object_adds_a_system_instruction(deployment):
-    payload = anthropic.to_request(deployment, {"messages": [{"role": "system", "content": "S"}] + USER,
+    payload = anthropic_request.to_request(deployment, {"messages": [{"role": "system", "content": "S"}] + USER,
                                                 "response_format": {"type": "json_object"}})
-    assert payload["system"] == "S\n\n" + anthropic.JSON_OBJECT_INSTRUCTION
+    assert payload["system"] == "S\n\n" + anthropic_request.JSON_OBJECT_INSTRUCTION
     assert "tools" not in payload
 
 

@@ -9,7 +9,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from deltallm.errors import (GatewayError, InvalidRequest, UpstreamAuthFailed, UpstreamError,
                              UpstreamRateLimited, UpstreamRejected, UpstreamTimeout)
-from deltallm.providers import bedrock
+from deltallm.providers import bedrock, bedrock_request
 from deltallm.providers.base import Call
 from deltallm.router.deployment import Deployment
 from tests.fakes.bedrock import encode_message, event, exception
@@ -70,7 +70,7 @@ def test_to_request_messages_system_and_inference():
                 {"role": "user", "content": [{"type": "text", "text": "again"}]},
                 {"role": "assistant", "content": "salut"},
                 {"role": "user", "content": "more"}]}
-    assert bedrock.to_request(deployment(), body) == {
+    assert bedrock_request.to_request(deployment(), body) == {
         "system": [{"text": "be brief"}, {"text": "use French"}],
         "messages": [{"role": "user", "content": [{"text": "hi"}, {"text": "again"}]},
                      {"role": "assistant", "content": [{"text": "salut"}]},
@@ -79,11 +79,11 @@ def test_to_request_messages_system_and_inference():
 
 
 def test_to_request_max_tokens_default_and_completion_tokens():
-    assert bedrock.to_request(deployment(max_tokens=4096), CHAT)["inferenceConfig"] == {"maxTokens": 4096}
+    assert bedrock_request.to_request(deployment(max_tokens=4096), CHAT)["inferenceConfig"] == {"maxTokens": 4096}
     body = dict(CHAT, max_completion_tokens=99, max_tokens=5, stop=["a", "b"])
-    assert bedrock.to_request(deployment(), body)["inferenceConfig"] == {
+    assert bedrock_request.to_request(deployment(), body)["inferenceConfig"] == {
         "maxTokens": 99, "stopSequences": ["a", "b"]}
-    assert "inferenceConfig" not in bedrock.to_request(deployment(), CHAT)
+    assert "inferenceConfig" not in bedrock_request.to_request(deployment(), CHAT)
 
 
 def test_to_request_images():
@@ -91,7 +91,7 @@ def test_to_request_images():
         {"type": "text", "text": "what is it?"},
         {"type": "image_url", "image_url": {"url": "data:image/jpg;base64,/9j/4AAQ", "detail": "low"}},
         {"type": "image_url", "image_url": {"url": "data:image/webp;base64,UklGRg=="}}]}]}
-    content = bedrock.to_request(deployment(), body)["messages"][0]["content"]
+    content = bedrock_request.to_request(deployment(), body)["messages"][0]["content"]
     assert content == [{"text": "what is it?"},
                        {"image": {"format": "jpeg", "source": {"bytes": "/9j/4AAQ"}}},
                        {"image": {"format": "webp", "source": {"bytes": "UklGRg=="}}}]
@@ -103,7 +103,7 @@ def test_to_request_rejects_unusable_images(url):
     body = {"messages": [{"role": "user", "content": [
         {"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": url}}]}]}
     with pytest.raises(InvalidRequest) as err:
-        bedrock.to_request(deployment(), body)
+        bedrock_request.to_request(deployment(), body)
     assert err.value.param == "messages[0].content[1].image_url.url"
     assert err.value.status == 400
 
@@ -120,7 +120,7 @@ def test_to_request_tool_calls_and_results():
         "tools": [{"type": "function", "function": {
             "name": "weather", "description": "Current weather",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]}
-    request = bedrock.to_request(deployment(), body)
+    request = bedrock_request.to_request(deployment(), body)
     assert request["messages"] == [
         {"role": "user", "content": [{"text": "weather in Paris and Rome?"}]},
         {"role": "assistant", "content": [
@@ -140,14 +140,14 @@ def test_to_request_tool_calls_and_results():
     ({"type": "function", "function": {"name": "f"}}, {"tool": {"name": "f"}})])
 def test_to_request_tool_choice(choice, expected):
     body = dict(CHAT, tools=[{"type": "function", "function": {"name": "f"}}], tool_choice=choice)
-    config = bedrock.to_request(deployment(), body)["toolConfig"]
+    config = bedrock_request.to_request(deployment(), body)["toolConfig"]
     assert config.get("toolChoice") == expected
     assert config["tools"][0]["toolSpec"]["inputSchema"] == {"json": {"type": "object", "properties": {}}}
 
 
 def test_to_request_tool_choice_none_omits_tools():
     body = dict(CHAT, tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="none")
-    assert "toolConfig" not in bedrock.to_request(deployment(), body)
+    assert "toolConfig" not in bedrock_request.to_request(deployment(), body)
 
 
 @pytest.mark.parametrize("body, param", [
@@ -163,7 +163,7 @@ def test_to_request_tool_choice_none_omits_tools():
 ])
 def test_to_request_invalid(body, param):
     with pytest.raises(InvalidRequest) as err:
-        bedrock.to_request(deployment(), body)
+        bedrock_request.to_request(deployment(), body)
     assert err.value.param == param
 
 
@@ -456,7 +456,7 @@ def test_tool_choice_none_keeps_tool_history_as_text():
         {"role": "tool", "tool_call_id": "t1", "content": "sunny"},
         {"role": "user", "content": "thanks"}],
         "tools": [{"type": "function", "function": {"name": "weather"}}], "tool_choice": "none"}
-    request = bedrock.to_request(deployment(), body)
+    request = bedrock_request.to_request(deployment(), body)
     assert "toolConfig" not in request
     assert request["messages"][1] == {"role": "assistant",
                                       "content": [{"text": '[called tool weather with {"city":"Oslo"}]'}]}
