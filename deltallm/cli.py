@@ -44,7 +44,8 @@ def cmd_worker(args):
     if not settings.redis_url:
         raise ConfigError("general_settings.redis_url: the batch worker needs Redis (or REDIS_URL)")
     connection = Redis.from_url(settings.redis_url)
-    Worker([Queue(BATCH_QUEUE, connection=connection)], connection=connection).work()
+    worker = Worker([Queue(BATCH_QUEUE, connection=connection)], connection=connection)
+    worker.work(burst=args.burst)
     return 0
 
 
@@ -106,7 +107,8 @@ def parser():
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or 2*CPU+1)")
-    add("worker", cmd_worker, "run an RQ worker for batch jobs")
+    worker = add("worker", cmd_worker, "run an RQ worker for batch jobs")
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     add("migrate", cmd_migrate, "create or upgrade the database tables (idempotent)")
     add("check-config", cmd_check_config, "validate the config file and exit")
     keys = add("keys", cmd_keys, "manage virtual keys")

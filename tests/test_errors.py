@@ -103,3 +103,9 @@ def test_unexpected_bug_is_500_without_traceback(app, client, auth, monkeypatch)
     assert err["type"] == "server_error"
     assert "secret internals" not in resp.get_data(as_text=True)
     assert "req-boom" in err["message"]
+
+
+def test_request_id_from_client_is_kept_only_when_plausible(client):
+    assert client.get("/health/liveliness", headers={"x-request-id": "abc-123_x"}).headers["x-request-id"] == "abc-123_x"
+    weird = client.get("/health/liveliness", headers={"x-request-id": "a b<script>" + "x" * 200})
+    assert weird.headers["x-request-id"].startswith("req_")

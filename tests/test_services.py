@@ -42,3 +42,35 @@ def test_readiness_fails_when_redis_is_down(tmp_path):
     resp = app.test_client().get("/health/readiness")
     assert resp.status_code == 503
     assert resp.get_json()["error"]["type"] == "service_unavailable"
+
+
+def test_worker_runs_rq_jobs_from_the_batch_queue(tmp_path):
+    """`deltallm worker` is a real RQ worker on Redis: it takes a job from the queue and runs it."""
+    import subprocess
+    import sys
+
+    from redis import Redis
+    from rq import Queue
+
+    from deltallm.cli import BATCH_QUEUE
+    redis = Redis.from_url(REDIS_URL)
+    queue = Queue(BATCH_QUEUE, connection=redis)
+    queue.empty()
+    job = queue.enqueue("json.dumps", {"ran": True})
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"general_settings: {{redis_url: '{REDIS_URL}', database_url: '{tmp_path / 'w.db'}'}}\n")
+    result = subprocess.run([sys.executable, "-m", "deltallm.cli", "worker", "--burst", "--config", str(cfg)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    job.refresh()
+    assert job.get_status() == "finished" and job.return_value() == '{"ran": true}'
+
+
+def test_worker_without_redis_is_a_config_error(tmp_path):
+    import subprocess
+    import sys
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("general_settings: {}\n")
+    result = subprocess.run([sys.executable, "-m", "deltallm.cli", "worker", "--burst", "--config", str(cfg)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "redis_url" in result.stderr and "Traceback" not in result.stderr

@@ -1,4 +1,5 @@
 """Request hooks: request id and timing, bearer-key authentication, and the gateway's headers."""
+import re
 import time
 import uuid
 
@@ -8,6 +9,7 @@ from deltallm.api.common import gateway
 from deltallm.errors import PermissionDenied
 
 OPEN_PREFIXES = ("/health",)
+CLIENT_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
 
 
 def presented_key():
@@ -21,7 +23,9 @@ def presented_key():
 
 def before():
     g.started = time.perf_counter()
-    g.request_id = request.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+    given = request.headers.get("x-request-id")
+    # a client's id is kept when it is a plausible id, so it can be used to correlate logs
+    g.request_id = given if given and CLIENT_ID.match(given) else f"req_{uuid.uuid4().hex}"
     g.call = None
     if request.routing_exception is not None or request.path.startswith(OPEN_PREFIXES):
         return  # unknown routes answer 404 with or without a key
