@@ -51,7 +51,8 @@ def cmd_worker(args):
 
 def cmd_migrate(args):
     settings = prepare_database(args.config)
-    print(f"database ready: {settings.database_url or 'sqlite (deltallm.db)'}".split("@")[-1])
+    if not args.quiet:
+        print(f"database ready: {settings.database_url or 'sqlite (deltallm.db)'}".split("@")[-1])
     return 0
 
 
@@ -109,7 +110,8 @@ def parser():
     serve.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or 2*CPU+1)")
     worker = add("worker", cmd_worker, "run an RQ worker for batch jobs")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
-    add("migrate", cmd_migrate, "create or upgrade the database tables (idempotent)")
+    migrate = add("migrate", cmd_migrate, "create or upgrade the database tables (idempotent)")
+    migrate.add_argument("--quiet", action="store_true")
     add("check-config", cmd_check_config, "validate the config file and exit")
     keys = add("keys", cmd_keys, "manage virtual keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True)

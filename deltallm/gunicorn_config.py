@@ -1,4 +1,5 @@
 """Gunicorn settings (gevent workers), shared by `deltallm serve` and the top-level gunicorn.conf.py."""
+import subprocess
 import sys
 
 from deltallm.config import server_settings
@@ -24,11 +25,12 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Migrate once, in the master, before any worker forks; a bad config stops the start here."""
-    from deltallm.cli import prepare_database
-    from deltallm.errors import ConfigError
-    try:
-        prepare_database()
-    except ConfigError as exc:
-        print(f"deltallm: config error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(1)
+    """Migrate once, before any worker forks; a bad config stops the start here.
+
+    It runs in a child process so that the master never imports Peewee or a database driver: a module
+    imported before gevent patches the workers keeps the real `threading.local`, and Peewee's
+    per-connection state would then be shared by every greenlet of a worker.
+    """
+    done = subprocess.run([sys.executable, "-m", "deltallm.cli", "migrate", "--quiet"], check=False)
+    if done.returncode:
+        sys.exit(done.returncode)

@@ -2,6 +2,7 @@
 fake upstream process (tests/fakes/server.py) for tests that need real HTTP."""
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -109,8 +110,9 @@ def wait_until_up(url, proc, log, timeout=30):
     raise RuntimeError(f"{url} did not come up: {log.read_text()[-3000:]}")
 
 
-def stop(proc):
-    proc.terminate()
+def stop(proc, quick=False):
+    """SIGTERM; `quick` sends gunicorn's quick-shutdown signal instead of waiting out idle keep-alives."""
+    proc.send_signal(signal.SIGINT if quick else signal.SIGTERM)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:

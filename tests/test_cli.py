@@ -39,3 +39,16 @@ def test_bad_database_url_is_one_line(tmp_path):
     result = run("migrate", "--config", str(cfg), cwd=tmp_path)
     assert result.returncode == 1
     assert "cannot prepare the database" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_gunicorn_master_imports_no_database_or_http_client(tmp_path):
+    """What the master imports before forking keeps the real threading.local in gevent workers."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("model_list:\n  - model_name: m\n    deltallm_params: {model: anthropic/claude}\n")
+    code = ("import sys, deltallm.gunicorn_config, deltallm.cli\n"
+            "from deltallm import config\n"
+            f"config.load({str(cfg)!r})\n"
+            "print(sorted({'peewee', 'requests', 'urllib3', 'psycopg2', 'redis'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
 """Real processes: our fake upstream, and the gateway under gunicorn with gevent workers."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -35,24 +36,32 @@ general_settings:
 """
 
 
-@pytest.fixture(scope="session")
-def gateway_url(upstream_url, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gateway")
+@contextlib.contextmanager
+def running_gateway(config_text, tmp, **env_overrides):
+    """The PaaS path: plain gunicorn with the repository's gunicorn.conf.py (migrates in the master)."""
     cfg = tmp / "config.yaml"
-    cfg.write_text(gateway_config(upstream_url, tmp / "e2e.db"))
+    cfg.write_text(config_text)
     port = free_port()
-    env = dict(os.environ, DELTALLM_CONFIG_PATH=str(cfg), WEB_CONCURRENCY="2")
+    env = dict(os.environ, DELTALLM_CONFIG_PATH=str(cfg), WEB_CONCURRENCY="2", **env_overrides)
     env.pop("DELTALLM_MASTER_KEY", None)
-    # The PaaS path: plain gunicorn with the repository's gunicorn.conf.py (migrates in the master).
     log = tmp / "gunicorn.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind",
                                  f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(url + "/health/readiness", proc, log)
-    yield url
-    stop(proc)
+    try:
+        wait_until_up(url + "/health/readiness", proc, log)
+        yield url
+    finally:
+        stop(proc, quick=True)
+
+
+@pytest.fixture(scope="session")
+def gateway_url(upstream_url, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gateway")
+    with running_gateway(gateway_config(upstream_url, tmp / "e2e.db"), tmp) as url:
+        yield url
 
 
 @pytest.fixture
