@@ -107,7 +107,7 @@ def parser():
     serve = add("serve", cmd_serve, "run the gateway with gunicorn + gevent")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or 2*CPU+1)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or one per CPU)")
     worker = add("worker", cmd_worker, "run an RQ worker for batch jobs")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     migrate = add("migrate", cmd_migrate, "create or upgrade the database tables (idempotent)")

@@ -225,7 +225,8 @@ def server_settings():
     return {
         "port": int(os.environ.get("PORT") or 8000),
         "host": os.environ.get("DELTALLM_HOST") or "0.0.0.0",
-        "workers": int(os.environ.get("WEB_CONCURRENCY") or min(2 * cpu + 1, 8)),
+        # gevent workers are CPU-bound multiplexers: one per core, not the sync-worker 2n+1
+        "workers": int(os.environ.get("WEB_CONCURRENCY") or cpu),
         "worker_connections": int(os.environ.get("DELTALLM_WORKER_CONNECTIONS") or 2000),
         "log_level": os.environ.get("DELTALLM_LOG_LEVEL") or "info",
         "access_log": os.environ.get("DELTALLM_ACCESS_LOG") or None,
