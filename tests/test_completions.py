@@ -107,3 +107,26 @@ def test_mock_non_stream(client, auth):
     data = post(client, auth, model="mocky", prompt="ping").get_json()
     assert data["choices"][0]["text"] == "This is a mock response to: ping"
     check_shape(data)
+
+
+def test_stream_usage_repeated_on_every_chunk_is_not_summed(client, auth, upstream):
+    """Usage is cumulative; upstreams such as vLLM (continuous_usage_stats) send it on every chunk."""
+    def running(delta, finish=None, done_tokens=1):
+        return dict(chunk(delta, finish), usage={"prompt_tokens": 5, "completion_tokens": done_tokens,
+                                                 "total_tokens": 5 + done_tokens})
+    upstream.post(URL, body=sse(running({"role": "assistant", "content": "Hel"}),
+                                running({"content": "lo"}, done_tokens=2),
+                                running({}, "stop", done_tokens=2), usage_chunk()),
+                  content_type="text/event-stream")
+    events = parse_sse(post(client, auth, prompt=["a", "b"], stream=True, stream_options={"include_usage": True}).data)
+    assert events[-2]["usage"] == {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}
+
+
+@pytest.mark.parametrize("field,value", [("messages", [{"role": "user", "content": "other"}]),
+                                         ("tools", [{"type": "function", "function": {"name": "f"}}]),
+                                         ("tool_choice", "required"), ("functions", [{"name": "f"}]),
+                                         ("function_call", "auto"), ("top_logprobs", 2)])
+def test_chat_only_fields_are_400_not_overwritten_or_dropped(client, auth, upstream, field, value):
+    resp = post(client, auth, prompt="x", **{field: value})
+    assert resp.status_code == 400 and resp.get_json()["error"]["param"] == field
+    assert len(upstream.calls) == 0

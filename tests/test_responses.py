@@ -256,6 +256,12 @@ UNSUPPORTED = [
     ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, "input[0].type"),
     ({"input": [{"content": "no role, no type"}]}, "input[0].type"),
     ({"reasoning": {"effort": "low", "mode": "x"}}, "reasoning.mode"),
+    # chat completions return no reasoning summary: asking for one must not be silently ignored
+    ({"reasoning": {"effort": "low", "summary": "auto"}}, "reasoning.summary"),
+    ({"reasoning": {"generate_summary": "concise"}}, "reasoning.generate_summary"),
+    # "off" values only with their own JSON type (0 == False in Python)
+    ({"background": 0}, "background"),
+    ({"top_logprobs": False}, "top_logprobs"),
 ]
 
 

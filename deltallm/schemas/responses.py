@@ -22,6 +22,11 @@ WHY = {
 }
 
 
+def is_off(value, off):
+    """value is the "off" value `off`; `background: 0` or `top_logprobs: false` are type errors, not off."""
+    return value is off or (value == off and isinstance(value, bool) == isinstance(off, bool))
+
+
 def invalid(path, message):
     raise InvalidRequest(f"Invalid value for '{path}': {message}", param=path)
 
@@ -192,7 +197,7 @@ class ResponsesRequestSchema(Schema):
         for name, value in data.items():
             if name not in self.fields and name not in OFF:
                 unsupported(name, f"Unknown parameter: '{name}'.", "unknown_parameter")
-            if name in OFF and not any(value is off or value == off for off in OFF[name]):
+            if name in OFF and not any(is_off(value, off) for off in OFF[name]):
                 unsupported(name, f"Unsupported parameter: '{name}'"
                             f"{': ' + WHY[name] if name in WHY else ' is not supported by this gateway'}.")
         if data.get("truncation") == "auto":
@@ -227,6 +232,9 @@ class ResponsesRequestSchema(Schema):
             if key not in ("effort", "summary", "generate_summary"):
                 unsupported(f"reasoning.{key}", f"Unsupported parameter: 'reasoning.{key}'.")
             check_type(item, (str, type(None)), f"reasoning.{key}", "a string")
+            if key != "effort" and item is not None:  # chat completions return no reasoning summary
+                unsupported(f"reasoning.{key}", "Reasoning summaries are not supported by this gateway: "
+                            "it serves responses through chat completions, which return none.")
 
     @validates("stream_options")
     def stream_options_shape(self, value, **kwargs):

@@ -11,6 +11,9 @@ UNSUPPORTED = {
     "logprobs": lambda v: v is not None,
     "suffix": lambda v: v is not None,
 }
+# Chat-only fields: the legacy request would overwrite them (messages) or its text-only answer would
+# drop what they produce (tool calls, per-token logprobs), so they are refused rather than ignored.
+CHAT_ONLY = ("messages", "tools", "tool_choice", "functions", "function_call", "top_logprobs")
 FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter",
           "tool_calls": "stop", "function_call": "stop"}
 
@@ -21,6 +24,10 @@ def prompts(body):
         if rejected(body.get(name)):
             raise InvalidRequest(f"'{name}' is not supported: DeltaLLM serves completions through chat "
                                  "models, which cannot honour it.", param=name)
+    for name in CHAT_ONLY:
+        if body.get(name) is not None:
+            raise InvalidRequest(f"'{name}' is not a parameter of the completions API; use "
+                                 "/v1/chat/completions for it.", param=name)
     prompt = body["prompt"]
     if isinstance(prompt, str):
         return [prompt]
@@ -64,11 +71,10 @@ def stream(chunk_streams, n, include_usage):
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     usage, model = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, None
     for p, chunks in enumerate(chunk_streams):
+        last = {}  # usage is cumulative: some upstreams repeat it on every chunk, so keep the latest
         for chunk in chunks:
             model = chunk.get("model") or model
-            if chunk.get("usage"):
-                for key in usage:
-                    usage[key] += chunk["usage"].get(key) or 0
+            last = chunk.get("usage") or last
             for choice in chunk.get("choices") or []:
                 text = (choice.get("delta") or {}).get("content") or ""
                 finish = choice.get("finish_reason")
@@ -77,6 +83,8 @@ def stream(chunk_streams, n, include_usage):
                 yield {"id": completion_id, "object": "text_completion", "created": created, "model": model,
                        "choices": [{"text": text, "index": p * n + choice.get("index", 0), "logprobs": None,
                                     "finish_reason": FINISH.get(finish, "stop") if finish else None}]}
+        for key in usage:
+            usage[key] += last.get(key) or 0
     if include_usage:
         yield {"id": completion_id, "object": "text_completion", "created": created, "model": model,
                "choices": [], "usage": usage}
