@@ -124,6 +124,7 @@ class StreamTranslator:
         self.usage = {}
         self.blocks = {}  # Anthropic block index -> "text", "json", an OpenAI tool index, or None
         self.tool_count = 0
+        self.filled = set()  # blocks whose input got any JSON text
         self.done = False
 
     def chunk(self, delta, finish=None):
@@ -142,7 +143,9 @@ class StreamTranslator:
         if kind == "content_block_start":
             return self.block_start(data.get("index"), data.get("content_block") or {})
         if kind == "content_block_delta":
-            return self.block_delta(self.blocks.get(data.get("index")), data.get("delta") or {})
+            return self.block_delta(data.get("index"), data.get("delta") or {})
+        if kind == "content_block_stop":
+            return self.block_stop(data.get("index"))
         if kind == "message_delta":
             # output_tokens here is cumulative; newer API versions may repeat the input counts too
             self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
@@ -153,7 +156,7 @@ class StreamTranslator:
             return [dict(self.chunk({}), choices=[], usage=usage_of(self.usage))]
         if kind == "error":
             raise anthropic_error(None, data)
-        return []  # ping, content_block_stop, and event types added after this adapter
+        return []  # ping, and event types added after this adapter
 
     def block_start(self, index, block):
         kind = block.get("type")
@@ -172,17 +175,25 @@ class StreamTranslator:
         self.blocks[index] = None  # thinking, server tools ...: nothing to show in chat chunks
         return []
 
-    def block_delta(self, target, delta):
-        kind = delta.get("type")
+    def block_delta(self, index, delta):
+        kind, target = delta.get("type"), self.blocks.get(index)
         if kind == "text_delta" and target == "text":
             return [self.chunk({"content": delta.get("text") or ""})]
         if kind != "input_json_delta" or not delta.get("partial_json"):
             return []
+        self.filled.add(index)
+        return self.input_json(target, delta["partial_json"])
+
+    def block_stop(self, index):
+        # A tool called without input streams no JSON at all (or only ""), which would leave the
+        # client with arguments "" (json.loads fails); OpenAI and the non-streamed answer say "{}".
+        return [] if index in self.filled else self.input_json(self.blocks.get(index), "{}")
+
+    def input_json(self, target, text):
         if target == "json":
-            return [self.chunk({"content": delta["partial_json"]})]
+            return [self.chunk({"content": text})]
         if isinstance(target, int):
-            return [self.chunk({"tool_calls": [{"index": target,
-                                                "function": {"arguments": delta["partial_json"]}}]})]
+            return [self.chunk({"tool_calls": [{"index": target, "function": {"arguments": text}}]})]
         return []
 
 

@@ -62,7 +62,7 @@ def convert_messages(messages):
         role = message.get("role")
         if role in ("system", "developer"):
             text = text_of(message.get("content"))
-            if text:
+            if text.strip():
                 system.append(text)
             continue
         if role == "user":
@@ -97,12 +97,12 @@ def text_of(content):
 
 def user_blocks(content, where):
     if not isinstance(content, list):
-        return [{"type": "text", "text": content}] if content else []
+        return [{"type": "text", "text": content}] if (content or "").strip() else []
     blocks = []
     for j, part in enumerate(content):
         kind = part.get("type")
         if kind == "text":
-            if part.get("text"):
+            if (part.get("text") or "").strip():
                 blocks.append({"type": "text", "text": part["text"]})
         elif kind == "image_url":
             blocks.append(image_block(part.get("image_url"), f"{where}[{j}].image_url.url"))
@@ -144,7 +144,9 @@ def document_block(file, param):
 
 def assistant_blocks(message, i):
     text = text_of(message.get("content"))
-    blocks = [{"type": "text", "text": text}] if text else []
+    # Anthropic refuses blank text blocks ("text content blocks must contain non-whitespace text");
+    # an assistant turn of "\n\n" before its tool calls is common
+    blocks = [{"type": "text", "text": text}] if text.strip() else []
     for j, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
         where = f"messages[{i}].tool_calls[{j}].function.arguments"
@@ -164,7 +166,7 @@ def tool_result(message, i):
         raise InvalidRequest("tool messages need tool_call_id", param=f"messages[{i}].tool_call_id")
     block = {"type": "tool_result", "tool_use_id": message["tool_call_id"]}
     text = text_of(message.get("content"))
-    if text:  # Anthropic rejects empty text blocks but accepts a result without content
+    if text.strip():  # Anthropic rejects blank text blocks but accepts a result without content
         block["content"] = text
     return block
 

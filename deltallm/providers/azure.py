@@ -6,6 +6,7 @@ from deltallm.providers.openai import OpenAIProvider
 
 # The newest GA data-plane version when this was written; override per deployment with `api_version`.
 DEFAULT_API_VERSION = "2024-10-21"
+STREAM_OPTIONS_SINCE = "2024-09-01"  # api-versions are dates, so they compare as strings
 
 
 class AzureProvider(OpenAIProvider):
@@ -21,6 +22,10 @@ class AzureProvider(OpenAIProvider):
             raise ProviderMisconfigured(f"deployment {deployment.model_name!r} (azure/{deployment.model}) needs "
                                "api_base, e.g. https://NAME.openai.azure.com")
         self.api_version = str(params.get("api_version") or DEFAULT_API_VERSION)
+        if "stream_usage" not in params:
+            # stream_options arrived with api-version 2024-09-01-preview; older versions answer every
+            # stream that carries it with 400 "Unrecognized request argument supplied: stream_options"
+            self.stream_usage = self.api_version >= STREAM_OPTIONS_SINCE
         base = self.api_base.removesuffix("/openai")  # tolerate the SDK-style ".../openai" base
         self.prefix = f"{base}/openai/deployments/{quote(deployment.model, safe='')}"
         if params.get("api_key"):

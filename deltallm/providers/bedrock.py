@@ -74,6 +74,7 @@ class StreamState:
         self.role_sent = False
         self.finished = False
         self.tools = {}  # Converse contentBlockIndex -> OpenAI tool_calls index
+        self.filled = set()  # tool blocks whose input got any JSON text
 
     def chunk(self, delta, finish_reason=None, **extra):
         choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None,
@@ -102,8 +103,14 @@ def from_stream_event(state, event, payload):
         if delta.get("text"):
             out.append(state.chunk({"content": delta["text"]}))
         elif "toolUse" in delta and index in state.tools:
+            arguments = delta["toolUse"].get("input") or ""
+            state.filled.update([index] if arguments else [])
             out.append(state.chunk({"tool_calls": [{"index": state.tools[index], "function": {
-                "arguments": delta["toolUse"].get("input") or ""}}]}))
+                "arguments": arguments}}]}))
+    elif event == "contentBlockStop" and index in state.tools and index not in state.filled:
+        # a tool called without input streams no JSON, which would leave the client with arguments
+        # "" (json.loads fails); OpenAI and the non-streamed answer say "{}"
+        out.append(state.chunk({"tool_calls": [{"index": state.tools[index], "function": {"arguments": "{}"}}]}))
     elif event == "messageStop":
         state.finished = True
         out.append(state.chunk({}, STOP_REASONS.get(payload.get("stopReason"), "stop")))

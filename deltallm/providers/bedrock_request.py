@@ -30,6 +30,9 @@ def to_request(deployment, body):
     inference = inference_config(deployment, body)
     if inference:
         request["inferenceConfig"] = inference
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        request["outputConfig"] = output_config(response_format.get("json_schema") or {})
     tools = tool_config(body)
     if tools:
         request["toolConfig"] = tools
@@ -63,19 +66,20 @@ def append_turn(messages, role, blocks):
         messages.append({"role": role, "content": list(blocks)})
 
 
-def texts(content, param):
-    """The non-empty texts of a string or a list of text/refusal parts."""
+def texts(content, param, keep_blank=False):
+    """The non-blank texts of a string or a list of text/refusal parts (Converse refuses a blank
+    text block with a ValidationException; models often answer "\n\n" before a tool call)."""
     if content is None:
         return []
     if isinstance(content, str):
-        return [content] if content else []
+        return [content] if content.strip() or (keep_blank and content) else []
     found = []
     for j, part in enumerate(content):
         kind = part.get("type")
         if kind not in ("text", "refusal"):
             raise InvalidRequest(f"content part type {kind!r} is not supported here",
                                  param=f"{param}[{j}].type")
-        if part.get(kind):
+        if (part.get(kind) or "").strip() or (keep_blank and part.get(kind)):
             found.append(part[kind])
     return found
 
@@ -87,7 +91,8 @@ def user_blocks(content, i):
     for j, part in enumerate(content):
         kind = part.get("type")
         if kind == "text":
-            blocks.append({"text": part.get("text") or ""})
+            if (part.get("text") or "").strip():
+                blocks.append({"text": part["text"]})
         elif kind == "image_url":
             blocks.append(image_block(part.get("image_url"), f"messages[{i}].content[{j}].image_url.url"))
         else:
@@ -130,7 +135,7 @@ def assistant_blocks(message, i):
 def tool_result(message, i):
     if not message.get("tool_call_id"):
         raise InvalidRequest("tool messages need tool_call_id", param=f"messages[{i}].tool_call_id")
-    text = "".join(texts(message.get("content"), f"messages[{i}].content"))
+    text = "".join(texts(message.get("content"), f"messages[{i}].content", keep_blank=True))
     parsed = parse_json(text.encode()) if text.lstrip().startswith("{") else None
     content = [{"json": parsed}] if isinstance(parsed, dict) else [{"text": text}]
     return {"toolResult": {"toolUseId": message["tool_call_id"], "content": content}}
@@ -150,6 +155,13 @@ def inference_config(deployment, body):
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     return config
+
+
+def output_config(json_schema):
+    """Converse structured output; its JsonSchemaDefinition takes the schema as a JSON string."""
+    definition = {"schema": orjson.dumps(json_schema.get("schema") or {"type": "object"}).decode()}
+    definition.update((k, json_schema[k]) for k in ("name", "description") if json_schema.get(k))
+    return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}
 
 
 def tool_config(body):

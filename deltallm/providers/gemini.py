@@ -1,4 +1,6 @@
 """Google Gemini (Generative Language API): OpenAI chat requests to generateContent and back."""
+import base64
+import binascii
 import math
 import mimetypes
 import re
@@ -119,7 +121,11 @@ def assistant_parts(msg, i, names):
         fn = call.get("function") or {}
         names[call.get("id")] = fn.get("name")
         args = parse_arguments(fn.get("arguments"), f"messages[{i}].tool_calls[{k}].function.arguments")
-        parts.append({"functionCall": {"name": fn.get("name"), "args": args}})
+        part = {"functionCall": {"name": fn.get("name"), "args": args}}
+        signature = thought_signature(call.get("id"))
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
     return parts
 
 
@@ -128,6 +134,26 @@ def parse_arguments(arguments, param):
     if not isinstance(args, dict):
         raise InvalidRequest("tool call arguments must be a JSON object", param=param)
     return args
+
+
+# Gemini 3 refuses a history functionCall without the thoughtSignature it came with (400 "missing a
+# thought_signature"); OpenAI clients echo only the call id, so the signature rides in it (URL-safe).
+SIGNATURE_MARK = "__thought__"
+
+
+def call_id(call, signature):
+    base = call.get("id") or "call_" + uuid.uuid4().hex[:24]
+    packed = signature.replace("+", "-").replace("/", "_").rstrip("=") if isinstance(signature, str) else ""
+    return base + SIGNATURE_MARK + packed if packed else base
+
+
+def thought_signature(tool_call_id):
+    """The thoughtSignature (standard base64) carried by one of our tool-call ids, or None."""
+    packed = tool_call_id.partition(SIGNATURE_MARK)[2] if isinstance(tool_call_id, str) else ""
+    try:  # a client-made id that merely contains the mark is not ours
+        return base64.b64encode(base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))).decode() or None
+    except (binascii.Error, ValueError):
+        return None
 
 
 def tool_result(msg, i, names):
@@ -218,7 +244,7 @@ def read_parts(cand):
             text.append(part["text"])
         elif "functionCall" in part:
             call = part["functionCall"]
-            calls.append({"id": call.get("id") or "call_" + uuid.uuid4().hex[:24], "type": "function",
+            calls.append({"id": call_id(call, part.get("thoughtSignature")), "type": "function",
                           "function": {"name": call.get("name") or "",
                                        "arguments": orjson.dumps(call.get("args") or {}).decode()}})
     return "".join(text), calls

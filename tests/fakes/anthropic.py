@@ -3,8 +3,9 @@
 Answers `echo: <last user text>`. With tools, a request whose last message is user text (or whose
 tool_choice is `any`/`tool`) gets a tool_use block calling the first (or the forced) tool with
 input {"q": <answer text>}. `max_tokens` cuts the answer (one word = one token) and
-`stop_sequences` are honoured, with the matching stop_reason. Directives: see common.py; a forced
-status answers in Anthropic's error shape (529 is `overloaded_error`).
+`stop_sequences` are honoured, with the matching stop_reason. Like the API, blank text (a text
+block, string content or tool_result content of only whitespace) is refused. Directives: see
+common.py; a forced status answers in Anthropic's error shape (529 is `overloaded_error`).
 """
 import orjson
 
@@ -42,6 +43,20 @@ def ends_with_user_text(messages):
     if last.get("role") != "user":
         return False
     return isinstance(content, str) or not any(b.get("type") == "tool_result" for b in content or [])
+
+
+def blank_text(messages):
+    """The API's complaint about whitespace-only text anywhere in the turns, or None."""
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        for block in blocks:
+            inner = block.get("content") if block.get("type") == "tool_result" else None
+            texts = [block.get("text")] if block.get("type") == "text" else \
+                [inner] if isinstance(inner, str) else [b.get("text") for b in inner or [] if b.get("type") == "text"]
+            if any(isinstance(t, str) and not t.strip() for t in texts):
+                return f"messages.{i}: text content blocks must contain non-whitespace text"
+    return None
 
 
 def reported_model(model):
@@ -132,6 +147,8 @@ def messages(req):
         return error(400, "max_tokens: Field required")
     if not body.get("messages"):
         return error(400, "messages: Field required")
+    if blank_text(body["messages"]):
+        return error(400, blank_text(body["messages"]))
     prompt = last_user_text(body["messages"])
     status = directives.apply(prompt)
     if status:

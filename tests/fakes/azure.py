@@ -5,7 +5,9 @@ found) and `api-key: upstream-secret` (else Azure's 401). Bodies are OpenAI's (t
 builds them) plus Azure's content-filter annotations: `prompt_filter_results` on responses, and a
 first stream chunk that holds only those (empty choices, id and object). The reported model is the
 deployment name. Directives: see common.py; a forced 400 is Azure's `content_filter` rejection.
+An api-version older than 2024-09-01(-preview) refuses `stream_options`, as Azure did.
 """
+from urllib.parse import parse_qs
 import itertools
 
 import orjson
@@ -52,6 +54,9 @@ def chat(req):
     if denied:
         return denied
     body = dict(req.json(), model=req.match["dep"])
+    if "stream_options" in body and parse_qs(req.query)["api-version"][0] < "2024-09-01":
+        return error(400, None, "Unrecognized request argument supplied: stream_options",
+                     extra={"type": "invalid_request_error", "param": None})
     prompt = openai.last_user_text(body.get("messages"))
     status = directives.apply(prompt)
     if status:

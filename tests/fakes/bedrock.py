@@ -18,7 +18,7 @@ from tests.fakes import common as directives
 
 BODY_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
                "additionalModelRequestFields", "additionalModelResponseFieldPaths",
-               "promptVariables", "requestMetadata", "performanceConfig"}
+               "promptVariables", "requestMetadata", "performanceConfig", "outputConfig"}
 INFERENCE_FIELDS = {"maxTokens", "temperature", "topP", "stopSequences"}
 BLOCK_TYPES = {"text", "image", "document", "video", "toolUse", "toolResult", "guardContent",
                "reasoningContent", "cachePoint"}
@@ -85,6 +85,12 @@ def validate(body):
         return f"Unknown field(s): {sorted(unknown)}"
     if set(body.get("inferenceConfig") or {}) - INFERENCE_FIELDS:
         return "Malformed input request: inferenceConfig has unknown fields"
+    if "outputConfig" in body:
+        text_format = (body["outputConfig"] or {}).get("textFormat") or {}
+        schema = ((text_format.get("structure") or {}).get("jsonSchema") or {}).get("schema")
+        if set(body["outputConfig"]) != {"textFormat"} or text_format.get("type") != "json_schema" \
+                or not isinstance(schema, str):
+            return "outputConfig.textFormat needs type json_schema and structure.jsonSchema.schema (a JSON string)"
     messages = body.get("messages") or []
     if not messages or messages[0].get("role") != "user":
         return ("A conversation must start with a user message. Try again with a conversation that "

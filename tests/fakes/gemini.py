@@ -8,6 +8,8 @@ gets a functionCall to the first declared (or first allowed) function with args 
 `candidateCount` repeats it. The key must come in `x-goog-api-key`; like Google, the fake refuses
 unknown request fields, a wrong key (400 API_KEY_INVALID) and a missing key (403). Directives:
 see common.py; forced statuses use Google's error shape (429 carries a RetryInfo detail).
+Like Gemini 3, a `gemini-3*` model signs its functionCall parts (`thoughtSignature`, base64) and
+refuses a history whose model turn has a functionCall without that exact signature on its first one.
 """
 import itertools
 from urllib.parse import parse_qs
@@ -33,6 +35,7 @@ SCHEMA_FIELDS = {"type", "format", "title", "description", "nullable", "enum", "
                  "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum",
                  "maximum"}
 RESPONSE_IDS = itertools.count(1)
+SIGNATURE = "ZmFrZSBzaWcg+/+/IQ=="  # base64 with "+", "/" and padding in it
 
 
 class Refused(Exception):
@@ -103,6 +106,13 @@ def check_request(req, body):
     contents = body.get("contents")
     if not contents:
         return error(400, "* GenerateContentRequest.contents: contents is not specified\n")
+    if req.match.group("model").startswith("gemini-3"):
+        for i, content in enumerate(contents):
+            calls = [p for p in content.get("parts") or [] if "functionCall" in p]
+            if calls and calls[0].get("thoughtSignature") != SIGNATURE:
+                return error(400, "Function call is missing a thought_signature in functionCall parts. "
+                                  f"Additional data, function call `{calls[0]['functionCall'].get('name')}`, "
+                                  f"position {i + 1}.")
     for i, content in enumerate(contents):
         if content.get("role", "user") not in ("user", "model"):
             return error(400, "Please use a valid role: user, model.")
@@ -129,6 +139,10 @@ def function_call(body, text):
         return None
     name = (calling.get("allowedFunctionNames") or names)[0]
     return {"functionCall": {"name": name, "args": {"q": text}}}
+
+
+def signed(part, model):
+    return dict(part, thoughtSignature=SIGNATURE) if part and model.startswith("gemini-3") else part
 
 
 def answer(req):
@@ -174,7 +188,7 @@ def generate(req):
     except Refused as refused:
         return refused.reply
     model = req.match.group("model")
-    parts = [call] if call else [{"text": " ".join(words)}]
+    parts = [signed(call, model)] if call else [{"text": " ".join(words)}]
     return json_reply(200, response(body, model, parts, finish, len(words), f"fake-{next(RESPONSE_IDS)}"))
 
 
@@ -194,7 +208,7 @@ def stream(req):
 
     def gen():
         if call:
-            yield record([call], True, 1)
+            yield record([signed(call, model)], True, 1)
             return
         for i, word in enumerate(words):
             yield record([{"text": (" " if i else "") + word}], i == len(words) - 1, i + 1)

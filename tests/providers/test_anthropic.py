@@ -163,6 +163,22 @@ def test_tool_history_merges_consecutive_results_and_turns(deployment):
             {"type": "text", "text": "thanks, summarise"}]}]
 
 
+def test_blank_text_is_left_out(deployment):
+    """Anthropic answers 400 "text content blocks must contain non-whitespace text"."""
+    body = {"messages": [
+        {"role": "system", "content": "  "},
+        {"role": "user", "content": [{"type": "text", "text": " "}, {"type": "text", "text": "time?"}]},
+        {"role": "assistant", "content": "\n\n", "tool_calls": [
+            {"id": "toolu_a", "type": "function", "function": {"name": "clock", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "toolu_a", "content": "\n"}]}
+    payload = anthropic_request.to_request(deployment, body)
+    assert "system" not in payload
+    assert payload["messages"] == [
+        {"role": "user", "content": "time?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_a", "name": "clock", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_a"}]}]
+
+
 def test_bad_tool_call_arguments_name_the_param(deployment):
     body = {"messages": USER + [{"role": "assistant", "content": None, "tool_calls": [
         {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{nope"}}]}]}
@@ -329,6 +345,27 @@ def test_stream_tool_calls_get_their_own_indexes(deployment):
     assert chunks[-1]["usage"]["completion_tokens"] == 7
 
 
+def test_stream_tool_call_without_input_gets_empty_object_arguments(deployment):
+    translator = anthropic.StreamTranslator(deployment, json_tool="person")
+    stop = [{"type": "content_block_stop", "index": i} for i in range(4)]
+    events = [start_event(), block_start(0, {"type": "text", "text": ""}),
+              delta(0, {"type": "text_delta", "text": "Hi."}), stop[0],
+              block_start(1, {"type": "tool_use", "id": "toolu_a", "name": "clock", "input": {}}),
+              delta(1, {"type": "input_json_delta", "partial_json": ""}), stop[1],
+              block_start(2, {"type": "tool_use", "id": "toolu_b", "name": "weather", "input": {}}),
+              delta(2, {"type": "input_json_delta", "partial_json": '{"city": "Oslo"}'}), stop[2],
+              block_start(3, {"type": "tool_use", "id": "toolu_c", "name": "person", "input": {}}), stop[3],
+              *end_events("tool_use")]
+    chunks = [c for e in events for c in translator.feed(e["type"], e)]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    arguments = {}
+    for d in deltas:
+        for t in d.get("tool_calls") or []:
+            arguments[t["index"]] = arguments.get(t["index"], "") + t["function"]["arguments"]
+    assert arguments == {0: "{}", 1: '{"city": "Oslo"}'}  # as the non-streamed answer reads
+    assert "".join(d.get("content") or "" for d in deltas) == "Hi.{}"
+
+
 def test_stream_json_schema_tool_input_becomes_content(deployment):
     translator = anthropic.StreamTranslator(deployment, json_tool="person")
     events = [start_event(),
@@ -431,6 +468,16 @@ def test_fake_round_trip_tool_call_stream(fake_base, call):
     assert calls[0]["function"]["name"] == "weather"
     assert orjson.loads("".join(t["function"]["arguments"] for t in calls)) == {"q": "echo: hi"}
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
+
+
+def test_fake_round_trip_keeps_no_blank_text(fake_base, call):
+    adapter = fake_deployment(fake_base).adapter
+    history = USER + [{"role": "assistant", "content": "\n\n", "tool_calls": [
+        {"id": "toolu_a", "type": "function", "function": {"name": "clock", "arguments": ""}}]},
+        {"role": "tool", "tool_call_id": "toolu_a", "content": " "}, {"role": "user", "content": "and now?"}]
+    tools = [{"type": "function", "function": {"name": "clock"}}]
+    out = adapter.chat(call, {"messages": history, "tools": tools, "tool_choice": "none"})
+    assert out["choices"][0]["message"]["content"] == "echo: and now?"
 
 
 def test_fake_round_trip_json_schema(fake_base, call):

@@ -179,6 +179,18 @@ def test_fake_chat_stream_and_embeddings(fake_upstream):
     assert [d["index"] for d in vectors["data"]] == [0, 1]
 
 
+@pytest.mark.parametrize("version, usage", [("2024-02-01", False), ("2024-06-01", False),
+                                            ("2024-09-01-preview", True), ("2024-10-21", True)])
+def test_fake_stream_with_an_older_api_version(fake_upstream, version, usage):
+    """api-versions before 2024-09-01 refuse stream_options, so the gateway does not add it there."""
+    adapter = deployment(model="azure/gpt-4o-mini", api_base=fake_upstream, api_key="upstream-secret",
+                         api_version=version).adapter
+    chunks = list(adapter.chat_stream(Call("req-1"), CHAT))
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "echo: hello"
+    assert ("usage" in chunks[-1] and chunks[-1]["choices"] == []) is usage
+    assert deployment(api_version=version, stream_usage=True).adapter.stream_usage  # config still decides
+
+
 def test_fake_errors(fake_upstream):
     with pytest.raises(UpstreamAuthFailed):
         deployment(api_base=fake_upstream, api_key="wrong").adapter.chat(Call("req-1"), CHAT)

@@ -135,6 +135,37 @@ def test_to_request_tool_calls_and_results():
         "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}}}}}}]}
 
 
+def test_to_request_json_schema_becomes_converse_structured_output():
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"],
+              "additionalProperties": False}
+    body = dict(CHAT, response_format={"type": "json_schema", "json_schema": {
+        "name": "person", "description": "A person", "schema": schema, "strict": True}})
+    config = bedrock_request.to_request(deployment(), body)["outputConfig"]
+    assert config == {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
+        "schema": orjson.dumps(schema).decode(), "name": "person", "description": "A person"}}}}
+    assert "outputConfig" not in bedrock_request.to_request(deployment(), dict(CHAT, response_format={"type": "text"}))
+
+
+def test_to_request_drops_blank_text_blocks():
+    """Converse answers 400 "The text field in the ContentBlock object ... is blank"."""
+    body = {"messages": [
+        {"role": "system", "content": " "},
+        {"role": "user", "content": [{"type": "text", "text": ""},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}}]},
+        {"role": "assistant", "content": "\n\n", "tool_calls": [
+            {"id": "t1", "type": "function", "function": {"name": "clock", "arguments": ""}}]},
+        {"role": "tool", "tool_call_id": "t1", "content": [{"type": "text", "text": "12"},
+                                                           {"type": "text", "text": " "},
+                                                           {"type": "text", "text": "00"}]}],
+        "tools": [{"type": "function", "function": {"name": "clock"}}]}
+    request = bedrock_request.to_request(deployment(), body)
+    assert "system" not in request
+    assert request["messages"] == [
+        {"role": "user", "content": [{"image": {"format": "png", "source": {"bytes": "iVBO"}}}]},
+        {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t1", "name": "clock", "input": {}}}]},
+        {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": "12 00"}]}}]}]
+
+
 @pytest.mark.parametrize("choice, expected", [
     (None, None), ("auto", None), ("required", {"any": {}}),
     ({"type": "function", "function": {"name": "f"}}, {"tool": {"name": "f"}})])
@@ -248,6 +279,25 @@ def test_stream_events_tool_use():
     assert "".join(d["function"]["arguments"] for d in calls if d["index"] == 0) == '{"city":"Paris"}'
     assert calls[3]["index"] == 1 and calls[3]["id"] == "tu_2"
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_stream_tool_use_without_input_gets_empty_object_arguments():
+    chunks = translate_events([
+        ("messageStart", {"role": "assistant"}),
+        ("contentBlockStart", {"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tu_1", "name": "clock"}}}),
+        ("contentBlockStop", {"contentBlockIndex": 0}),
+        ("contentBlockStart", {"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tu_2", "name": "time"}}}),
+        ("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": ""}}}),
+        ("contentBlockStop", {"contentBlockIndex": 1}),
+        ("contentBlockStart", {"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "tu_3", "name": "weather"}}}),
+        ("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": '{"city":"Oslo"}'}}}),
+        ("contentBlockStop", {"contentBlockIndex": 2}),
+        ("messageStop", {"stopReason": "tool_use"})])
+    arguments = {}
+    for chunk in chunks:
+        for d in chunk["choices"][0]["delta"].get("tool_calls", []):
+            arguments[d["index"]] = arguments.get(d["index"], "") + d["function"]["arguments"]
+    assert arguments == {0: "{}", 1: "{}", 2: '{"city":"Oslo"}'}  # as the non-streamed answer reads
 
 
 # -- HTTP: signing, URL, body, errors ----------------------------------------------------------
@@ -432,6 +482,12 @@ def test_fake_chat_stream_and_tools(fake_upstream):
     args = "".join(d["function"]["arguments"] for c in streamed if c["choices"]
                    for d in c["choices"][0]["delta"].get("tool_calls", []))
     assert orjson.loads(args) == {"q": "echo: hi you"}
+
+
+def test_fake_accepts_structured_output(fake_upstream):
+    adapter = deployment(api_base=fake_upstream).adapter
+    body = dict(CHAT, response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": {}}})
+    assert adapter.chat(Call("req-1"), body)["choices"][0]["message"]["content"] == "echo: hello there"
 
 
 def test_fake_errors(fake_upstream):

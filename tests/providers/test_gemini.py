@@ -1,4 +1,6 @@
 """Gemini adapter: exact upstream requests, translated responses and streams, error mapping."""
+import re
+
 import orjson
 import pytest
 import requests
@@ -284,6 +286,31 @@ def test_function_call_response_becomes_tool_calls(deployment):
     assert only_call["choices"][0]["message"]["content"] is None
 
 
+def test_thought_signatures_ride_in_the_tool_call_id_and_go_back(deployment):
+    """Gemini 3 answers 400 when a history functionCall lacks its thoughtSignature."""
+    signature = "ZmFrZSBzaWcg+/+/IQ=="
+    data = answer([{"functionCall": {"name": "weather", "args": {"city": "Paris"}}, "thoughtSignature": signature},
+                   {"functionCall": {"name": "clock", "args": {}}}])  # parallel calls: only the first is signed
+    calls = completion(gemini.from_response(deployment, data))["choices"][0]["message"]["tool_calls"]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", c["id"]) for c in calls)
+    record = stream_record([{"functionCall": {"name": "weather", "args": {}}, "thoughtSignature": signature}], "STOP")
+    streamed = gemini.StreamTranslator(deployment).feed(record)[0]["choices"][0]["delta"]["tool_calls"][0]["id"]
+    history = [{"role": "user", "content": "weather and time?"},
+               {"role": "assistant", "content": None, "tool_calls": calls},
+               {"role": "tool", "tool_call_id": calls[0]["id"], "content": "sunny"},
+               {"role": "tool", "tool_call_id": calls[1]["id"], "content": "noon"},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": streamed, "type": "function", "function": {"name": "weather", "arguments": "{}"}},
+                   {"id": "call__thought__%%", "type": "function", "function": {"name": "clock", "arguments": "{}"}}]}]
+    contents = gemini.to_request(deployment, {"messages": history})["contents"]
+    assert contents[1]["parts"] == [
+        {"functionCall": {"name": "weather", "args": {"city": "Paris"}}, "thoughtSignature": signature},
+        {"functionCall": {"name": "clock", "args": {}}}]
+    assert [p["functionResponse"]["name"] for p in contents[2]["parts"]] == ["weather", "clock"]
+    assert contents[3]["parts"] == [{"functionCall": {"name": "weather", "args": {}}, "thoughtSignature": signature},
+                                    {"functionCall": {"name": "clock", "args": {}}}]
+
+
 @pytest.mark.parametrize("reason, finish", [
     ("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "content_filter"),
     ("RECITATION", "content_filter"), ("BLOCKLIST", "content_filter"),
@@ -497,6 +524,21 @@ def test_fake_round_trip_tool_call_both_ways(fake_base, call):
     calls = [t for d in deltas(chunks) for t in d.get("tool_calls") or []]
     assert [(t["index"], t["function"]["name"]) for t in calls] == [(0, "weather")]
     assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_fake_gemini_3_tool_loop_keeps_thought_signatures(fake_base, call, stream):
+    adapter = Deployment("gem", {"model": "gemini/gemini-3-pro-preview", "api_key": "upstream-secret",
+                                 "api_base": fake_base + "/v1beta"}).adapter
+    body = {"messages": USER, "tools": [WEATHER]}
+    if stream:
+        tool_call = next(t for d in deltas(chunks_of(adapter.chat_stream(call, body))) for t in d.get("tool_calls") or [])
+        tool_call = {k: tool_call[k] for k in ("id", "type", "function")}
+    else:
+        tool_call = adapter.chat(call, body)["choices"][0]["message"]["tool_calls"][0]
+    history = USER + [{"role": "assistant", "content": None, "tool_calls": [tool_call]},
+                      {"role": "tool", "tool_call_id": tool_call["id"], "content": "sunny"}]
+    assert adapter.chat(call, dict(body, messages=history))["choices"][0]["message"]["content"] == "echo: hi"
 
 
 def test_fake_accepts_converted_schema_and_length_limit(fake_base, call):
