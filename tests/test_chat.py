@@ -209,3 +209,17 @@ def test_responses_mock_rejects_unexpected_calls(client, auth):
     with responses.RequestsMock() as mock:
         mock.post(URL, body=requests.exceptions.ConnectionError("nope"))
         assert post(client, auth).status_code == 502
+
+
+def test_stream_cut_before_the_end_is_an_error_not_an_answer(client, auth, upstream):
+    upstream.post(URL, body=sse(chunk({"role": "assistant", "content": "Hal"}), done=False),
+                  content_type="text/event-stream")
+    events = parse_sse(post(client, auth, stream=True).data)
+    assert events[0]["choices"][0]["delta"]["content"] == "Hal"
+    assert "[DONE]" not in events and "ended before" in events[-1]["error"]["message"]
+
+
+def test_stream_without_done_marker_but_finished_is_accepted(client, auth, upstream):
+    upstream.post(URL, body=sse(chunk({"role": "assistant", "content": "Hi"}), chunk({}, "stop"), done=False),
+                  content_type="text/event-stream")
+    assert parse_sse(post(client, auth, stream=True).data)[-1] == "[DONE]"

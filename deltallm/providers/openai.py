@@ -84,7 +84,9 @@ def decode_json(content, provider):
 
 
 def iter_chunks(resp, provider):
-    """OpenAI SSE -> chunk dicts, ending at [DONE]; an in-stream error event raises."""
+    """OpenAI SSE -> chunk dicts, ending at [DONE]; an in-stream error event raises, and so does a
+    stream that stops before any choice finished (a cut connection must not pass for an answer)."""
+    finished = False
     for _event, data in iter_sse(resp):
         if data == b"[DONE]":
             return
@@ -92,4 +94,7 @@ def iter_chunks(resp, provider):
         if "error" in chunk and "choices" not in chunk:
             message = error_message(chunk, f"{provider} upstream sent an error event")[0]
             raise UpstreamError(f"{provider} upstream stream error: {message}")
+        finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or ())
         yield chunk
+    if not finished:
+        raise UpstreamError(f"{provider} upstream stream ended before the answer was complete")

@@ -9,7 +9,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from deltallm.errors import (InvalidRequest, UpstreamAuthFailed, UpstreamError, UpstreamRateLimited,
                              UpstreamRejected, UpstreamTimeout)
-from deltallm.providers import gemini
+from deltallm.providers import gemini, gemini_request
 from deltallm.providers.base import Call
 from deltallm.router.deployment import Deployment
 from tests import openapi
@@ -255,7 +255,7 @@ def test_json_schema_is_converted_to_gemini_schema(deployment):
 
 
 def test_schema_all_of_merges_and_recursion_is_refused(deployment):
-    merged = gemini.to_schema({"allOf": [{"type": "object", "properties": {"a": {"type": "string"}},
+    merged = gemini_request.to_schema({"allOf": [{"type": "object", "properties": {"a": {"type": "string"}},
                                           "required": ["a"]},
                                          {"properties": {"b": {"type": "boolean"}}, "required": ["b"]}],
                                "description": "both"}, "p")
