@@ -19,8 +19,8 @@ class AzureProvider(OpenAIProvider):
         params = deployment.params
         if not params.get("api_base"):
             # Azure has no shared endpoint: every resource has its own host.
-            raise ProviderMisconfigured(f"deployment {deployment.model_name!r} (azure/{deployment.model}) needs "
-                               "api_base, e.g. https://NAME.openai.azure.com")
+            raise ProviderMisconfigured(f"deployment {deployment.model_name!r} (azure/{deployment.model}) "
+                                        "needs api_base, e.g. https://NAME.openai.azure.com")
         self.api_version = str(params.get("api_version") or DEFAULT_API_VERSION)
         if "stream_usage" not in params:
             # stream_options arrived with api-version 2024-09-01-preview; older versions answer every

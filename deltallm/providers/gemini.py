@@ -12,6 +12,8 @@ from deltallm.providers.gemini_request import call_id, to_request
 
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(
     ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"), "content_filter")}
+
+
 # -- response ---------------------------------------------------------------------------------
 def from_response(deployment, data):
     """A GenerateContentResponse as an OpenAI chat.completion."""

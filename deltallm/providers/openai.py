@@ -6,6 +6,7 @@ from deltallm.errors import UpstreamError
 from deltallm.providers.base import Provider, error_message, iter_bytes, iter_sse
 from deltallm.providers.families import FAMILIES
 
+
 class OpenAIProvider(Provider):
     """Pass-through: the request goes up as sent (unknown fields included), with our model and key."""
 

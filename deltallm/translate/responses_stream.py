@@ -8,6 +8,7 @@ from deltallm.translate.responses import (INCOMPLETE, finish, function_item, mes
 
 logger = logging.getLogger(__name__)
 
+
 def response_error_code(exc):
     """The Response.error code (a closed enum in OpenAI's schema) for a gateway failure."""
     return "rate_limit_exceeded" if getattr(exc, "type", None) == "rate_limit_error" else "server_error"
