@@ -84,8 +84,9 @@ class StreamTranslator:
                                                   "finish_reason": finish}]}
 
     def feed(self, data):
-        if isinstance(data.get("error"), dict):
-            raise UpstreamError(f"gemini upstream stream error: {data['error'].get('message')}")
+        if isinstance(data.get("error"), dict):  # an error record inside a 200 stream: map its own code
+            code = data["error"].get("code")
+            raise google_error(code if isinstance(code, int) and code >= 400 else 500, data, {})
         if not self.started and data.get("responseId"):
             self.id = "chatcmpl-" + data["responseId"]
         self.model = data.get("modelVersion") or self.model
@@ -157,25 +158,29 @@ class GeminiProvider(Provider):
         return resume(first, chunks)
 
     def map_error(self, status, body, headers):
-        """Google's `{"error": {code, message, status, details}}` by SPEC §3; its status name is the `code`.
-
-        An invalid key comes back as 400 with reason API_KEY_INVALID: our credential, so it counts as
-        a 401. A 429's RetryInfo delay becomes Retry-After.
-        """
         payload = parse_json(body)
         if isinstance(payload, list) and payload:  # the JSON-array stream framing wraps errors too
             payload = payload[0]
-        err = payload.get("error") if isinstance(payload, dict) else None
-        err = err if isinstance(err, dict) else {}
-        message = str(err.get("message") or f"gemini upstream returned HTTP {status}")
-        state = err.get("status")
-        details = [d for d in err.get("details") or [] if isinstance(d, dict)]
-        if status == 400 and (state == "UNAUTHENTICATED" or any(
-                str(d.get("reason") or "").startswith("API_KEY_") for d in details)):
-            status = 401
-        retry_after = headers.get("retry-after") or retry_delay(details)
-        return map_status(self.name, status, message, etype="invalid_request_error", code=state,
-                          retry_after=retry_after)
+        return google_error(status, payload, headers)
+
+
+def google_error(status, payload, headers):
+    """Google's `{"error": {code, message, status, details}}` by SPEC §3; its status name is the `code`.
+
+    An invalid key comes back as 400 with reason API_KEY_INVALID: our credential, so it counts as
+    a 401. A 429's RetryInfo delay becomes Retry-After.
+    """
+    err = payload.get("error") if isinstance(payload, dict) else None
+    err = err if isinstance(err, dict) else {}
+    message = str(err.get("message") or f"gemini upstream returned HTTP {status}")
+    state = err.get("status")
+    details = [d for d in err.get("details") or [] if isinstance(d, dict)]
+    if status == 400 and (state == "UNAUTHENTICATED" or any(
+            str(d.get("reason") or "").startswith("API_KEY_") for d in details)):
+        status = 401
+    retry_after = headers.get("retry-after") or retry_delay(details)
+    return map_status("gemini", status, message, etype="invalid_request_error", code=state,
+                      retry_after=retry_after)
 
 
 def retry_delay(details):

@@ -416,6 +416,17 @@ def test_stream_error_record_first_is_raised_before_returning(deployment, call):
 
 
 @responses.activate
+def test_stream_error_record_keeps_its_own_status(deployment, call):
+    """A 429 arriving as a record inside a 200 stream is a rate limit (retried, then 429), not a 502."""
+    responses.add(responses.POST, STREAM_URL, content_type="text/event-stream", body=sse(
+        {"error": {"code": 429, "message": "Resource exhausted.", "status": "RESOURCE_EXHAUSTED",
+                   "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "3s"}]}}))
+    with pytest.raises(UpstreamRateLimited) as err:
+        deployment.adapter.chat_stream(call, {"messages": USER})
+    assert err.value.retryable and err.value.status == 429 and err.value.headers == {"Retry-After": "3"}
+
+
+@responses.activate
 def test_stream_cut_before_finish_reason_is_an_error(deployment, call):
     responses.add(responses.POST, STREAM_URL, content_type="text/event-stream",
                   body=sse(stream_record([{"text": "Hel"}])))
