@@ -122,3 +122,21 @@ def test_virtual_key_lifecycle_across_workers(gateway_url):
     for _ in range(6):  # two workers: every one of them must refuse it now
         with pytest.raises(openai.AuthenticationError):
             key.models.list()
+
+
+def test_client_disconnect_stops_the_upstream_stream(gateway_url, upstream_url):
+    """A client that goes away mid-stream must not leave the upstream generating (and billing)."""
+    prompt = f"[[word-delay:0.1]] {' '.join(['word'] * 100)} {time.time()}"
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+    with requests.post(gateway_url + "/v1/chat/completions", json=body, stream=True, timeout=30,
+                       headers={"Authorization": f"Bearer {MASTER}"}) as resp:
+        lines = resp.iter_lines()
+        assert next(line for line in lines if line.startswith(b"data: "))
+    # the connection is closed here, ~10 s before the upstream would finish
+    outcome = None
+    for _ in range(50):
+        outcome = requests.get(upstream_url + "/_streams", timeout=5).json().get(prompt)
+        if outcome:
+            break
+        time.sleep(0.1)
+    assert outcome == "aborted"

@@ -1,7 +1,7 @@
 """Helpers shared by every fake provider, and the test directives embedded in prompt text.
 
 `[[status:503]]` answers that HTTP status (once per distinct prompt when `[[once]]` is present too),
-`[[sleep:0.2]]` waits before answering, `[[stream-break]]` cuts a stream after the first chunk.
+`[[sleep:0.2]]` waits before answering, `[[word-delay:0.1]]` paces a stream's words, `[[stream-break]]` cuts a stream after the first chunk.
 """
 import re
 import time
@@ -9,6 +9,8 @@ import time
 import orjson
 
 SEEN = set()
+# prompt -> "finished" | "aborted", for streams; read back with GET /_streams
+STREAMS = {}
 _DIRECTIVE = re.compile(r"\[\[(\w[\w-]*)(?::([^\]]*))?\]\]")
 
 

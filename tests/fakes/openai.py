@@ -60,11 +60,12 @@ def completion(body, text):
     }
 
 
-def stream(body, text, brk):
+def stream(body, text, brk, prompt=""):
     base = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": body["model"] + "-2024-07-18", "system_fingerprint": "fp_fake"}
     usage = (body.get("stream_options") or {}).get("include_usage")
     extra = {"usage": None} if usage else {}
+    delay = float(directives.parse(prompt).get("word-delay") or 0)
 
     def event(obj):
         return b"data: " + orjson.dumps(obj) + b"\n\n"
@@ -88,9 +89,16 @@ def stream(body, text, brk):
                                              "finish_reason": "tool_calls"}], **extra))
             yield b"data: [DONE]\n\n"
             return
-        for i, word in enumerate(text.split()):
-            yield event(dict(base, choices=[{"index": 0, "delta": {"content": (" " if i else "") + word},
-                                             "logprobs": None, "finish_reason": None}], **extra))
+        try:
+            for i, word in enumerate(text.split()):
+                if delay:
+                    time.sleep(delay)
+                yield event(dict(base, choices=[{"index": 0, "delta": {"content": (" " if i else "") + word},
+                                                 "logprobs": None, "finish_reason": None}], **extra))
+        except GeneratorExit:  # the reader went away mid-answer
+            directives.STREAMS[prompt] = "aborted"
+            raise
+        directives.STREAMS[prompt] = "finished"
         yield event(dict(base, choices=[{"index": 0, "delta": {}, "logprobs": None,
                                          "finish_reason": "stop"}], **extra))
         if usage:
@@ -116,7 +124,7 @@ def chat(req):
         return error(404, "The model `missing-model` does not exist", code="model_not_found")
     text = directives.reply_text(prompt)
     if body.get("stream"):
-        return stream(body, text, "stream-break" in directives.parse(prompt))
+        return stream(body, text, "stream-break" in directives.parse(prompt), prompt)
     return json_reply(200, completion(body, text))
 
 

@@ -17,6 +17,8 @@ import sys  # noqa: E402
 import orjson  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
+from tests.fakes import common  # noqa: E402
+
 PROVIDERS = ["openai", "anthropic", "gemini", "bedrock", "azure"]
 RECORDED = []
 
@@ -59,6 +61,9 @@ STATUS = {200: "200 OK", 201: "201 Created", 400: "400 Bad Request", 401: "401 U
 
 def app(environ, start_response):
     path, method = environ["PATH_INFO"], environ["REQUEST_METHOD"]
+    if path == "/_streams":
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [orjson.dumps(common.STREAMS)]
     if path == "/_requests":
         if method == "DELETE":
             RECORDED.clear()
