@@ -223,3 +223,24 @@ def test_stream_without_done_marker_but_finished_is_accepted(client, auth, upstr
     upstream.post(URL, body=sse(chunk({"role": "assistant", "content": "Hi"}), chunk({}, "stop"), done=False),
                   content_type="text/event-stream")
     assert parse_sse(post(client, auth, stream=True).data)[-1] == "[DONE]"
+
+
+def test_overhead_header_excludes_upstream_time(tmp_path):
+    import time
+
+    from deltallm import create_app, models
+    from tests.conftest import base_config
+    cfg = base_config(tmp_path)
+    cfg["model_list"].append({"model_name": "slow", "deltallm_params": {"model": "mock/slow", "mock_latency_ms": 300}})
+    app = create_app(cfg)
+    models.migrate()
+    client = app.test_client()
+    for stream in (False, True):
+        started = time.perf_counter()
+        resp = client.post("/v1/chat/completions", headers={"Authorization": "Bearer sk-master-test"},
+                           json={"model": "slow", "stream": stream, "messages": MESSAGES})
+        resp.get_data()
+        assert time.perf_counter() - started >= 0.3
+        overhead = float(resp.headers["x-deltallm-overhead-ms"])
+        assert 0 <= overhead < 150, overhead  # the 300 ms upstream wait is not the gateway's
+        assert resp.headers["x-request-id"] and resp.headers["x-deltallm-deployment"].startswith("dep_")
