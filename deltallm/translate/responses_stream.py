@@ -14,7 +14,6 @@ def response_error_code(exc):
     return "rate_limit_exceeded" if getattr(exc, "type", None) == "rate_limit_error" else "server_error"
 
 
-# -- stream -----------------------------------------------------------------------------------
 class EventStream:
     """Chat chunks in, Responses stream events out (each with its sequence_number), in OpenAI's order.
 
