@@ -23,17 +23,11 @@ class AnthropicProvider(Provider):
 
     name = "anthropic"
     default_api_base = "https://api.anthropic.com/v1"
+    key_header = ("x-api-key", "{key}")
 
     def __init__(self, deployment):
         super().__init__(deployment)
-        params = deployment.params
-        self.headers = {"anthropic-version": API_VERSION, "content-type": "application/json"}
-        if params.get("api_key"):
-            self.headers["x-api-key"] = params["api_key"]
-        # e.g. anthropic-beta flags; config-only, so clients still cannot steer upstream headers
-        self.headers.update(params.get("extra_headers") or {})
-        self.stream_headers = dict(self.headers, **{"accept": "text/event-stream",
-                                                    "accept-encoding": "identity"})
+        self.use_headers(**{"anthropic-version": API_VERSION})  # extra_headers may add anthropic-beta
 
     def chat(self, call, body):
         payload = to_request(self.deployment, body)

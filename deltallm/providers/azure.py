@@ -13,6 +13,9 @@ class AzureProvider(OpenAIProvider):
     """OpenAIProvider with Azure's URLs and key header; bodies and error shapes are OpenAI's."""
 
     name = "azure"
+    # Azure keys go in api-key, never as a bearer token (an extra_headers Authorization, e.g. an
+    # Entra ID token, still works).
+    key_header = ("api-key", "{key}")
 
     def __init__(self, deployment):
         super().__init__(deployment)
@@ -28,13 +31,6 @@ class AzureProvider(OpenAIProvider):
             self.stream_usage = self.api_version >= STREAM_OPTIONS_SINCE
         base = self.api_base.removesuffix("/openai")  # tolerate the SDK-style ".../openai" base
         self.prefix = f"{base}/openai/deployments/{quote(deployment.model, safe='')}"
-        if params.get("api_key"):
-            for headers in (self.headers, self.stream_headers):
-                # Azure keys go in api-key, never as a bearer token (an explicit extra_headers
-                # Authorization, e.g. an Entra ID token, is left alone).
-                if headers.get("Authorization") == f"Bearer {params['api_key']}":
-                    del headers["Authorization"]
-                headers["api-key"] = params["api_key"]
 
     def url(self, path):
         return f"{self.prefix}{path}?api-version={quote(self.api_version, safe='')}"

@@ -75,6 +75,8 @@ class Provider:
 
     name = "base"
     default_api_base = None
+    # how the deployment's api_key travels: (header, value template)
+    key_header = ("Authorization", "Bearer {key}")
 
     def __init__(self, deployment):
         self.deployment = deployment
@@ -84,6 +86,17 @@ class Provider:
         self.timeout = (min(10.0, timeout), timeout)
         stream_timeout = float(deployment.params.get("stream_timeout") or timeout)
         self.stream_timeout = (min(10.0, stream_timeout), stream_timeout)
+
+    def use_headers(self, **fixed):
+        """self.headers and self.stream_headers: JSON, the API's fixed headers, the deployment's key
+        in `key_header`, then the config's `extra_headers` (config-only, so clients never steer them)."""
+        params = self.deployment.params
+        headers = {"Content-Type": "application/json", **fixed}
+        if params.get("api_key"):
+            headers[self.key_header[0]] = self.key_header[1].format(key=params["api_key"])
+        headers.update(params.get("extra_headers") or {})
+        self.headers = headers
+        self.stream_headers = dict(headers, **{"Accept": "text/event-stream", "Accept-Encoding": "identity"})
 
     # -- HTTP -----------------------------------------------------------------------------
     def send(self, call, url, payload=None, *, headers=None, stream=False, method="POST", data=None):

@@ -131,16 +131,11 @@ class GeminiProvider(Provider):
 
     name = "gemini"
     default_api_base = "https://generativelanguage.googleapis.com/v1beta"
+    key_header = ("x-goog-api-key", "{key}")  # a header, so the key never lands in URL logs
 
     def __init__(self, deployment):
         super().__init__(deployment)
-        params = deployment.params
-        self.headers = {"Content-Type": "application/json"}
-        if params.get("api_key"):
-            self.headers["x-goog-api-key"] = params["api_key"]  # a header, so it never lands in URL logs
-        self.headers.update(params.get("extra_headers") or {})
-        self.stream_headers = dict(self.headers, **{"Accept": "text/event-stream",
-                                                    "Accept-Encoding": "identity"})
+        self.use_headers()
         model = deployment.model  # "gemini-2.0-flash", or a full resource such as "tunedModels/x"
         self.resource = model if "/" in model else "models/" + model
 

@@ -19,14 +19,7 @@ class OpenAIProvider(Provider):
         self.name = deployment.provider
         params = deployment.params
         self.stream_usage = bool(params.get("stream_usage", family[1]))
-        self.headers = {"Content-Type": "application/json"}
-        if params.get("api_key"):
-            self.headers["Authorization"] = f"Bearer {params['api_key']}"
-        if params.get("organization"):
-            self.headers["OpenAI-Organization"] = params["organization"]
-        self.headers.update(params.get("extra_headers") or {})
-        self.stream_headers = dict(self.headers, **{"Accept": "text/event-stream",
-                                                    "Accept-Encoding": "identity"})
+        self.use_headers(**({"OpenAI-Organization": params["organization"]} if params.get("organization") else {}))
 
     def url(self, path):
         return self.api_base + path
