@@ -1,7 +1,7 @@
 """POST /v1/audio/speech (audio bytes, streamed) and /v1/audio/transcriptions (multipart upload)."""
 from flask import Blueprint, Response, request
 
-from deltallm.api.common import check_model_access, gateway, json_body, new_call
+from deltallm.api.common import check_model_access, gateway, model_request, new_call
 from deltallm.errors import InvalidRequest
 from deltallm.schemas.embeddings import SPEECH_FORMATS, speech_request
 
@@ -12,9 +12,7 @@ TRANSCRIPTION_FORMATS = {"json", "text", "srt", "verbose_json", "vtt"}
 @bp.post("/v1/audio/speech")
 @bp.post("/audio/speech")
 def speech():
-    body = json_body(speech_request)
-    check_model_access(body["model"])
-    call = new_call()
+    body, call = model_request(speech_request)
     audio, content_type = gateway().router.run(call, body["model"], lambda d: d.adapter.speech(call, body))
     fallback = SPEECH_FORMATS[body.get("response_format") or "mp3"]
     return Response(audio, content_type=content_type or fallback, direct_passthrough=True)

@@ -1,7 +1,7 @@
 """POST /v1/chat/completions, plain and streamed."""
 from flask import Blueprint
 
-from deltallm.api.common import check_model_access, gateway, json_body, json_response, new_call, sse_response
+from deltallm.api.common import gateway, json_response, model_request, sse_response
 from deltallm.schemas.chat import chat_request
 from deltallm.sse import event
 
@@ -11,9 +11,7 @@ bp = Blueprint("chat", __name__)
 @bp.post("/v1/chat/completions")
 @bp.post("/chat/completions")
 def chat_completions():
-    body = json_body(chat_request)
-    check_model_access(body["model"])
-    call = new_call()
+    body, call = model_request(chat_request)
     router = gateway().router
     if not body.get("stream"):
         return json_response(router.run(call, body["model"], lambda d: d.adapter.chat(call, body)))

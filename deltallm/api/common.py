@@ -40,6 +40,13 @@ def new_call():
     return call
 
 
+def model_request(schema):
+    """(validated body, Call) for a request naming a model, once it is known the key may use that model."""
+    body = json_body(schema)
+    check_model_access(body["model"])
+    return body, new_call()
+
+
 def check_model_access(model):
     if not g.principal.may_use_model(model):
         raise PermissionDenied(f"This key is not allowed to use model `{model}`.", param="model")

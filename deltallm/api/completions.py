@@ -1,7 +1,7 @@
 """POST /v1/completions (legacy), served by chat models."""
 from flask import Blueprint
 
-from deltallm.api.common import check_model_access, gateway, json_body, json_response, new_call, sse_response
+from deltallm.api.common import gateway, json_response, model_request, sse_response
 from deltallm.schemas.completions import completion_request
 from deltallm.sse import event
 from deltallm.translate import completions
@@ -12,10 +12,9 @@ bp = Blueprint("completions", __name__)
 @bp.post("/v1/completions")
 @bp.post("/completions")
 def create_completion():
-    body = json_body(completion_request)
-    check_model_access(body["model"])
+    body, call = model_request(completion_request)
     bodies = [completions.to_chat(body, prompt) for prompt in completions.prompts(body)]
-    call, router, n = new_call(), gateway().router, body.get("n") or 1
+    router, n = gateway().router, body.get("n") or 1
     if not body.get("stream"):
         results = router.run_each(call, body["model"], bodies, lambda d, c, b: d.adapter.chat(c, b))
         return json_response(completions.from_chat(results, n))

@@ -1,16 +1,14 @@
 """POST /v1/embeddings and /v1/images/generations: JSON in, JSON out, through the router."""
 from flask import Blueprint
 
-from deltallm.api.common import check_model_access, gateway, json_body, json_response, new_call
+from deltallm.api.common import gateway, json_response, model_request
 from deltallm.schemas.embeddings import embedding_request, image_request
 
 bp = Blueprint("embeddings", __name__)
 
 
 def proxied(schema, operation):
-    body = json_body(schema)
-    check_model_access(body["model"])
-    call = new_call()
+    body, call = model_request(schema)
     return json_response(gateway().router.run(call, body["model"], lambda d: operation(d.adapter, call, body)))
 
 

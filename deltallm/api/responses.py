@@ -1,7 +1,7 @@
 """POST /v1/responses: OpenAI's Responses API, served by translating to chat completions."""
 from flask import Blueprint, g
 
-from deltallm.api.common import check_model_access, gateway, json_body, json_response, new_call, sse_response
+from deltallm.api.common import gateway, json_response, model_request, sse_response
 from deltallm.schemas.responses import responses_request
 from deltallm.sse import event
 from deltallm.translate.responses import from_completion, to_chat
@@ -13,10 +13,8 @@ bp = Blueprint("responses", __name__)
 @bp.post("/v1/responses")
 @bp.post("/responses")
 def create_response():
-    req = json_body(responses_request)
-    check_model_access(req["model"])
+    req, call = model_request(responses_request)
     body = to_chat(req)
-    call = new_call()
     router = gateway().router
     if not req.get("stream"):
         completion = router.run(call, req["model"], lambda d: d.adapter.chat(call, body))
