@@ -91,24 +91,34 @@ class ToolChoiceField(StrictString):
         return value
 
 
-class ChatRequestSchema(Schema):
+class SamplingSchema(Schema):
+    """Fields chat and legacy completions share, checked the same way in both."""
+
     class Meta:
         unknown = INCLUDE
 
     model = StrictString(required=True, non_empty=True)
-    messages = StrictList(required=True, non_empty=True, check=check_message)
     stream = StrictBool(allow_none=True)
     stream_options = StrictDict(allow_none=True)
     n = StrictNumber(minimum=1, maximum=128, integer=True, allow_none=True)
     temperature = StrictNumber(minimum=0, maximum=2, allow_none=True)
     top_p = StrictNumber(minimum=0, maximum=1, allow_none=True)
     max_tokens = StrictNumber(minimum=1, integer=True, allow_none=True)
-    max_completion_tokens = StrictNumber(minimum=1, integer=True, allow_none=True)
     presence_penalty = StrictNumber(minimum=-2, maximum=2, allow_none=True)
     frequency_penalty = StrictNumber(minimum=-2, maximum=2, allow_none=True)
     seed = StrictNumber(integer=True, allow_none=True)
     user = StrictString(allow_none=True)
     stop = StopField(allow_none=True)
+
+    @validates("stream_options")
+    def usage_flag_is_boolean(self, value, **kwargs):
+        if value is not None and "include_usage" in value and not isinstance(value["include_usage"], bool):
+            raise ValidationError({"include_usage": ["must be a boolean"]})
+
+
+class ChatRequestSchema(SamplingSchema):
+    messages = StrictList(required=True, non_empty=True, check=check_message)
+    max_completion_tokens = StrictNumber(minimum=1, integer=True, allow_none=True)
     tools = StrictList(check=check_tool, allow_none=True)
     tool_choice = ToolChoiceField(allow_none=True)
     response_format = StrictDict(allow_none=True)
@@ -116,11 +126,6 @@ class ChatRequestSchema(Schema):
     logprobs = StrictBool(allow_none=True)
     top_logprobs = StrictNumber(minimum=0, maximum=20, integer=True, allow_none=True)
     metadata = StrictDict(allow_none=True)
-
-    @validates("stream_options")
-    def only_when_streaming(self, value, **kwargs):
-        if value is not None and "include_usage" in value and not isinstance(value["include_usage"], bool):
-            raise ValidationError({"include_usage": ["must be a boolean"]})
 
     @validates("response_format")
     def known_format(self, value, **kwargs):

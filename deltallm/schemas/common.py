@@ -59,6 +59,20 @@ def load(schema, data):
         raise InvalidRequest(f"Invalid value for '{path}': {message}", param=path) from None
 
 
+class Choice(StrictString):
+    """A string from a fixed set."""
+
+    def __init__(self, choices, **kwargs):
+        super().__init__(**kwargs)
+        self.choices = tuple(choices)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if value not in self.choices:
+            raise ValidationError(f"must be one of {', '.join(self.choices)}")
+        return value
+
+
 class StrictDict(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, dict):

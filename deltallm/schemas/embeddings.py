@@ -1,7 +1,7 @@
 """Embeddings, image generation and speech request schemas; unknown fields pass through."""
 from marshmallow import INCLUDE, Schema, ValidationError, fields
 
-from deltallm.schemas.common import StrictNumber, StrictString
+from deltallm.schemas.common import Choice, StrictNumber, StrictString
 
 
 class EmbeddingInput(fields.Field):
@@ -22,18 +22,6 @@ class EmbeddingInput(fields.Field):
                for v in value):
             return value
         raise ValidationError("must be a string, an array of non-empty strings or an array of token arrays")
-
-
-class Choice(StrictString):
-    def __init__(self, choices, **kwargs):
-        super().__init__(**kwargs)
-        self.choices = choices
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        value = super()._deserialize(value, attr, data, **kwargs)
-        if value not in self.choices:
-            raise ValidationError(f"must be one of {', '.join(self.choices)}")
-        return value
 
 
 class EmbeddingRequestSchema(Schema):

@@ -2,7 +2,7 @@
 from marshmallow import RAISE, Schema, pre_load, validates, validates_schema
 
 from deltallm.errors import InvalidRequest
-from deltallm.schemas.common import StrictBool, StrictDict, StrictList, StrictNumber, StrictString
+from deltallm.schemas.common import Choice, StrictBool, StrictDict, StrictList, StrictNumber, StrictString
 
 ROLES = ("user", "system", "developer", "assistant")
 PARTS = {"user": ("input_text", "input_image"), "system": ("input_text",),
@@ -154,17 +154,6 @@ class InputField(StrictString):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class Choice(StrictString):
-    def __init__(self, choices, **kwargs):
-        super().__init__(allow_none=True, **kwargs)
-        self.choices = choices
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if value not in self.choices:
-            invalid(attr, f"must be one of {', '.join(self.choices)}")
-        return value
-
-
 class ResponsesRequestSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -179,8 +168,8 @@ class ResponsesRequestSchema(Schema):
     user = StrictString(allow_none=True)
     safety_identifier = StrictString(allow_none=True)
     prompt_cache_key = StrictString(allow_none=True)
-    prompt_cache_retention = Choice(("in_memory", "24h"))
-    service_tier = Choice(("auto", "default", "flex", "scale", "priority"))
+    prompt_cache_retention = Choice(("in_memory", "24h"), allow_none=True)
+    service_tier = Choice(("auto", "default", "flex", "scale", "priority"), allow_none=True)
     metadata = StrictDict(allow_none=True)
     parallel_tool_calls = StrictBool(allow_none=True)
     tools = StrictList(check=check_tool, allow_none=True)
@@ -190,7 +179,7 @@ class ResponsesRequestSchema(Schema):
     store = StrictBool(allow_none=True)
     stream = StrictBool(allow_none=True)
     stream_options = StrictDict(allow_none=True)
-    truncation = Choice(("auto", "disabled"))
+    truncation = Choice(("auto", "disabled"), allow_none=True)
 
     @pre_load
     def known_and_supported(self, data, **kwargs):
