@@ -52,7 +52,8 @@ def cmd_worker(args):
 def cmd_migrate(args):
     settings = prepare_database(args.config)
     if not args.quiet:
-        print(f"database ready: {settings.database_url or 'sqlite (deltallm.db)'}".split("@")[-1])
+        url = settings.database_url or "sqlite (deltallm.db)"
+        print(f"database ready: {url.rpartition('@')[2]}")  # never echo credentials
     return 0
 
 
@@ -65,15 +66,24 @@ def cmd_check_config(args):
 
 def cmd_keys(args):
     from deltallm import keys
+    from deltallm.errors import GatewayError
     from deltallm.models import ApiKey, utcnow
+    from deltallm.schemas.admin import key_create
+    from deltallm.schemas.common import load
     prepare_database(args.config)
     if args.keys_command == "create":
+        expires = args.expires_at
         fields = {"name": args.name, "models": split(args.models), "rpm_limit": args.rpm,
                   "tpm_limit": args.tpm, "max_budget": args.max_budget,
                   "budget_duration": args.budget_duration,
                   "max_parallel_requests": args.max_parallel_requests,
                   "mcp_servers": split(args.mcp_servers),
-                  "expires_at": keys.parse_time(args.expires_at) if args.expires_at else None}
+                  "expires_at": int(expires) if expires and expires.isdigit() else expires}
+        try:  # the same rules as POST /admin/keys
+            fields = load(key_create, {k: v for k, v in fields.items() if v is not None})
+        except GatewayError as exc:
+            print(f"deltallm: {exc.message}", file=sys.stderr)
+            return 2
         row, plaintext = keys.create_key(**fields)
         print(plaintext)
         print(f"key id: {row.id} (the key is shown only once)", file=sys.stderr)

@@ -52,3 +52,22 @@ def test_gunicorn_master_imports_no_database_or_http_client(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_keys_create_applies_the_admin_api_rules(tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"general_settings: {{database_url: {tmp_path / 'cli.db'}}}\n")
+    bad = run("keys", "create", "--config", str(cfg), "--budget-duration", "weekly", cwd=tmp_path)
+    assert bad.returncode == 2 and "budget_duration" in bad.stderr and not bad.stdout
+    good = run("keys", "create", "--config", str(cfg), "--expires-at", "4102444800", cwd=tmp_path)
+    assert good.returncode == 0 and good.stdout.startswith("sk-dl-")
+
+
+def test_migrate_never_prints_database_credentials(tmp_path):
+    from tests.conftest import DATABASE_URL
+    cfg = tmp_path / "config.yaml"
+    url = DATABASE_URL.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")
+    cfg.write_text(f"general_settings: {{database_url: '{url}'}}\n")
+    result = run("migrate", "--config", str(cfg), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("database ready: ") and "s3cret" not in result.stdout
