@@ -6,10 +6,14 @@ from deltallm.schemas.common import StrictBool, StrictNumber, StrictString
 
 
 class PromptField(fields.Field):
+    """A string or a non-empty array of strings; token arrays cannot be sent to a chat model."""
+
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, (str, list)):
-            raise ValidationError("must be a string or an array of strings")
-        return value
+        if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(p, str) for p in value)):
+            return value
+        if value == []:
+            raise ValidationError("must not be empty")
+        raise ValidationError("must be a string or an array of strings (token arrays are not supported)")
 
 
 class CompletionRequestSchema(SamplingSchema):

@@ -19,7 +19,7 @@ FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"
 
 
 def prompts(body):
-    """The prompt(s) as a list of strings; token arrays cannot be sent to a chat model."""
+    """The prompt(s) as a list of strings, once no field chat models cannot honour is set."""
     for name, rejected in UNSUPPORTED.items():
         if rejected(body.get(name)):
             raise InvalidRequest(f"'{name}' is not supported: DeltaLLM serves completions through chat "
@@ -28,15 +28,8 @@ def prompts(body):
         if body.get(name) is not None:
             raise InvalidRequest(f"'{name}' is not a parameter of the completions API; use "
                                  "/v1/chat/completions for it.", param=name)
-    prompt = body["prompt"]
-    if isinstance(prompt, str):
-        return [prompt]
-    if prompt and all(isinstance(p, str) for p in prompt):
-        return list(prompt)
-    if not prompt:
-        raise InvalidRequest("prompt must not be empty", param="prompt")
-    raise InvalidRequest("prompt must be a string or an array of strings (token arrays are not "
-                         "supported)", param="prompt")
+    prompt = body["prompt"]  # the schema admits a string or a non-empty list of strings
+    return [prompt] if isinstance(prompt, str) else list(prompt)
 
 
 def to_chat(body, prompt):
