@@ -58,6 +58,13 @@ class MockProvider(Provider):
                  "total_tokens": prompt + completion}
         return words, finish, usage
 
+    def wait(self, call):
+        """The simulated upstream latency, counted as upstream time like a real call's."""
+        if self.latency:
+            started = time.perf_counter()
+            time.sleep(self.latency)
+            call.upstream_s += time.perf_counter() - started
+
     def envelope(self, obj):
         return {"id": f"chatcmpl-mock-{uuid.uuid4().hex[:24]}", "object": obj,
                 "created": int(time.time()), "model": self.deployment.model,
@@ -65,10 +72,7 @@ class MockProvider(Provider):
 
     def chat(self, call, body):
         words, finish, usage = self.answer(body)
-        if self.latency:
-            started = time.perf_counter()
-            time.sleep(self.latency)
-            call.upstream_s += time.perf_counter() - started
+        self.wait(call)
         out = self.envelope("chat.completion")
         out["choices"] = [{"index": i, "message": {"role": "assistant", "content": " ".join(words),
                                                    "refusal": None},
@@ -79,10 +83,7 @@ class MockProvider(Provider):
 
     def chat_stream(self, call, body):
         words, finish, usage = self.answer(body)
-        if self.latency:
-            started = time.perf_counter()
-            time.sleep(self.latency)
-            call.upstream_s += time.perf_counter() - started
+        self.wait(call)
         return self.chunks(body.get("n") or 1, words, finish, usage)
 
     def chunks(self, n, words, finish, usage):
