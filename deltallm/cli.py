@@ -44,7 +44,7 @@ def cmd_worker(args):
     if not settings.redis_url:
         raise ConfigError("general_settings.redis_url: the batch worker needs Redis (or REDIS_URL)")
     connection = Redis.from_url(settings.redis_url)
-    worker = Worker([Queue(BATCH_QUEUE, connection=connection)], connection=connection)
+    worker = Worker([Queue(args.queue, connection=connection)], connection=connection)
     worker.work(burst=args.burst)
     return 0
 
@@ -120,6 +120,7 @@ def parser():
     serve.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or one per CPU)")
     worker = add("worker", cmd_worker, "run an RQ worker for batch jobs")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    worker.add_argument("--queue", default=BATCH_QUEUE, help=f"the RQ queue to work on (default: {BATCH_QUEUE})")
     migrate = add("migrate", cmd_migrate, "create or upgrade the database tables (idempotent)")
     migrate.add_argument("--quiet", action="store_true")
     add("check-config", cmd_check_config, "validate the config file and exit")

@@ -33,6 +33,15 @@ class ParamsSchema(Schema):
     weight = fields.Float(validate=validate.Range(min=0, min_inclusive=False), allow_none=True)
     max_tokens = fields.Integer(validate=validate.Range(min=1), allow_none=True)
     extra_headers = fields.Dict(keys=fields.String(), values=fields.String(), allow_none=True)
+    # TLS and proxy for this deployment: true/false, or the path of a CA bundle; an http(s) proxy URL
+    ssl_verify = fields.Raw(allow_none=True)
+    proxy = fields.String(allow_none=True)
+
+    @validates_schema
+    def ssl_verify_type(self, data, **kwargs):
+        value = data.get("ssl_verify")
+        if value is not None and not isinstance(value, (bool, str)):
+            raise ValidationError("must be true, false or the path of a CA bundle", "ssl_verify")
 
 
 class ModelEntrySchema(Schema):
@@ -72,6 +81,10 @@ class GeneralSettingsSchema(Schema):
     max_file_size_mb = fields.Float(load_default=200, validate=validate.Range(min=0, min_inclusive=False))
     max_transcription_mb = fields.Float(load_default=25, validate=validate.Range(min=0, min_inclusive=False))
     embeddings_batch_enabled = fields.Boolean(load_default=False)
+    # hostile-input bounds (issue 6)
+    max_stream_event_mb = fields.Float(load_default=8, validate=validate.Range(min=0, min_inclusive=False))
+    max_prompts = fields.Integer(load_default=128, validate=validate.Range(min=1))
+    request_body_timeout = fields.Float(load_default=60, validate=validate.Range(min=0, min_inclusive=False))
 
 
 class Settings:

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -17,11 +19,12 @@ from deltallm import create_app, keys, models
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MASTER_KEY = "sk-master-test"
 UPSTREAM = "https://upstream.test/v1"
-# The services the tests may use. They are taken out of the environment so that they do not
-# override (as DeltaLLM's env overrides would) the database and Redis each test app is given.
-REDIS_URL = os.environ.pop("REDIS_URL", None) or "redis://127.0.0.1:6379/15"
-DATABASE_URL = os.environ.pop("DATABASE_URL", None) or "postgresql://postgres@127.0.0.1:5432/test"
-for _name in ("DELTALLM_MASTER_KEY", "DELTALLM_CONFIG_PATH"):
+# The services the tests may use come from test-only variables: DATABASE_URL and REDIS_URL are the
+# server's and may point at real data. Those are also taken out of the environment so that they do
+# not override (as DeltaLLM's env overrides would) the database and Redis each test app is given.
+REDIS_URL = os.environ.get("DELTALLM_TEST_REDIS_URL") or "redis://127.0.0.1:6379/15"
+POSTGRES_URL = os.environ.get("DELTALLM_TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+for _name in ("DATABASE_URL", "REDIS_URL", "DELTALLM_MASTER_KEY", "DELTALLM_CONFIG_PATH"):
     os.environ.pop(_name, None)
 
 
@@ -131,3 +134,29 @@ def upstream_url(tmp_path_factory):
     wait_until_up(url + "/_requests", proc, log)
     yield url
     stop(proc)
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A throw-away PostgreSQL database created on DELTALLM_TEST_DATABASE_URL's server for this run and
+    dropped after it: the tests never touch a database they did not create."""
+    import psycopg2
+    name = f"deltallm_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(POSTGRES_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield urlparse(POSTGRES_URL)._replace(path=f"/{name}").geturl()
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A skipped test is a failed run: the whole suite must run on a fresh clone and in CI."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped and exitstatus == 0:
+        reporter.write_line(f"FAILED: {len(skipped)} tests were skipped; the suite must run whole", red=True)
+        session.exitstatus = 1

@@ -63,10 +63,9 @@ def test_keys_create_applies_the_admin_api_rules(tmp_path):
     assert good.returncode == 0 and good.stdout.startswith("sk-dl-")
 
 
-def test_migrate_never_prints_database_credentials(tmp_path):
-    from tests.conftest import DATABASE_URL
+def test_migrate_never_prints_database_credentials(tmp_path, pg_url):
     cfg = tmp_path / "config.yaml"
-    url = DATABASE_URL.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")
+    url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")
     cfg.write_text(f"general_settings: {{database_url: '{url}'}}\n")
     result = run("migrate", "--config", str(cfg), cwd=tmp_path)
     assert result.returncode == 0, result.stderr

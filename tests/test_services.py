@@ -1,15 +1,15 @@
-"""Against the real services CI starts: PostgreSQL for the database, Redis for readiness."""
+"""Against the real services CI starts: PostgreSQL for the database, Redis for readiness and RQ."""
 import pytest
 
 from deltallm import create_app, db, keys, models
-from tests.conftest import DATABASE_URL, REDIS_URL, base_config
+from tests.conftest import REDIS_URL, base_config
 
 
 @pytest.fixture
-def pg_app(tmp_path):
-    app = create_app(base_config(tmp_path, database_url=DATABASE_URL, redis_url=REDIS_URL))
+def pg_app(tmp_path, pg_url):
+    app = create_app(base_config(tmp_path, database_url=pg_url, redis_url=REDIS_URL))
     with db.connection():
-        db.database.drop_tables(models.MODELS, safe=True)
+        db.database.drop_tables(models.MODELS, safe=True)  # our own throw-away database
     models.migrate()
     models.migrate()  # idempotent
     yield app
@@ -52,18 +52,22 @@ def test_worker_runs_rq_jobs_from_the_batch_queue(tmp_path):
     from redis import Redis
     from rq import Queue
 
-    from deltallm.cli import BATCH_QUEUE
+    import uuid
     redis = Redis.from_url(REDIS_URL)
-    queue = Queue(BATCH_QUEUE, connection=redis)
-    queue.empty()
+    name = f"deltallm-test-{uuid.uuid4().hex[:8]}"  # a queue of our own: nobody else's jobs are touched
+    queue = Queue(name, connection=redis)
     job = queue.enqueue("json.dumps", {"ran": True})
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"general_settings: {{redis_url: '{REDIS_URL}', database_url: '{tmp_path / 'w.db'}'}}\n")
-    result = subprocess.run([sys.executable, "-m", "deltallm.cli", "worker", "--burst", "--config", str(cfg)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    job.refresh()
-    assert job.get_status() == "finished" and job.return_value() == '{"ran": true}'
+    try:
+        result = subprocess.run([sys.executable, "-m", "deltallm.cli", "worker", "--burst", "--queue", name,
+                                 "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        job.refresh()
+        assert job.get_status() == "finished" and job.return_value() == '{"ran": true}'
+    finally:
+        job.delete()
+        queue.delete(delete_jobs=True)
 
 
 def test_worker_without_redis_is_a_config_error(tmp_path):

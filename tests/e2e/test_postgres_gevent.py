@@ -5,12 +5,12 @@ import openai
 import requests
 
 from deltallm import db, models
-from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.conftest import REDIS_URL
 from tests.e2e.conftest import MASTER, running_gateway
 
 
-def test_keys_on_postgres_under_gevent(tmp_path, upstream_url):
-    db.init(DATABASE_URL)
+def test_keys_on_postgres_under_gevent(tmp_path, upstream_url, pg_url):
+    db.init(pg_url)
     with db.connection():
         db.database.drop_tables(models.MODELS, safe=True)  # the gunicorn master must create them
     db.database.close_all()
@@ -21,7 +21,7 @@ model_list:
 general_settings: {{master_key: {MASTER}, database_url: {tmp_path / "unused.db"}}}
 """
     # DATABASE_URL / REDIS_URL in the environment override the file, as on a PaaS
-    with running_gateway(config, tmp_path, DATABASE_URL=DATABASE_URL, REDIS_URL=REDIS_URL) as url:
+    with running_gateway(config, tmp_path, DATABASE_URL=pg_url, REDIS_URL=REDIS_URL) as url:
         ready = requests.get(url + "/health/readiness", timeout=10).json()
         assert ready == {"status": "ready", "database": "ok", "redis": "ok"}
         admin = {"Authorization": f"Bearer {MASTER}"}
