@@ -68,6 +68,15 @@ class RouterSettingsSchema(Schema):
     timeout = fields.Float(load_default=600, validate=validate.Range(min=0, min_inclusive=False))
     allowed_fails = fields.Integer(load_default=3, validate=validate.Range(min=0))
     cooldown_time = fields.Float(load_default=60, validate=validate.Range(min=0))
+    retry_after = fields.Float(load_default=0, validate=validate.Range(min=0))
+    fallbacks = fields.List(fields.Dict(keys=fields.String(), values=fields.List(fields.String())), load_default=list)
+    context_window_fallbacks = fields.List(fields.Dict(keys=fields.String(), values=fields.List(fields.String())),
+                                           load_default=list)
+    content_policy_fallbacks = fields.List(fields.Dict(keys=fields.String(), values=fields.List(fields.String())),
+                                           load_default=list)
+    model_group_alias = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    model_group_strategy = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.OneOf(STRATEGIES)),
+                                       load_default=dict)
 
 
 class GeneralSettingsSchema(Schema):
@@ -81,6 +90,7 @@ class GeneralSettingsSchema(Schema):
     max_file_size_mb = fields.Float(load_default=200, validate=validate.Range(min=0, min_inclusive=False))
     max_transcription_mb = fields.Float(load_default=25, validate=validate.Range(min=0, min_inclusive=False))
     embeddings_batch_enabled = fields.Boolean(load_default=False)
+    encryption_key = fields.String(allow_none=True)
     # hostile-input bounds (issue 6)
     max_stream_event_mb = fields.Float(load_default=8, validate=validate.Range(min=0, min_inclusive=False))
     max_prompts = fields.Integer(load_default=128, validate=validate.Range(min=1))
@@ -104,7 +114,7 @@ class Settings:
         self.deltallm_settings = dict(raw.get("deltallm_settings") or raw.get("litellm_settings") or {})
         general = _load(GeneralSettingsSchema(), raw.get("general_settings") or {}, "general_settings")
         for key, var in (("master_key", "DELTALLM_MASTER_KEY"), ("database_url", "DATABASE_URL"),
-                         ("redis_url", "REDIS_URL")):
+                         ("redis_url", "REDIS_URL"), ("encryption_key", "DELTALLM_ENCRYPTION_KEY")):
             if os.environ.get(var):
                 general[key] = os.environ[var]
         self.general = general
@@ -113,6 +123,7 @@ class Settings:
     master_key = property(lambda self: self.general.get("master_key"))
     database_url = property(lambda self: self.general.get("database_url"))
     redis_url = property(lambda self: self.general.get("redis_url"))
+    encryption_key = property(lambda self: self.general.get("encryption_key"))
 
 
 def _load(schema, data, where):

@@ -8,6 +8,11 @@ class GatewayError(Exception):
     type = "server_error"
     code = None
     retryable = False
+    # routing facts: the deployment itself is at fault (its credentials or model are wrong), the
+    # fallback chain a refusal leads to ('context_window' | 'content_policy'), the upstream's Retry-After
+    deployment_fault = False
+    kind = None
+    retry_after = None
 
     def __init__(self, message, *, param=None, code=None, status=None, type=None,
                  headers=None, retryable=None):

@@ -1,9 +1,13 @@
 """The process-wide gateway state built once from Settings: registry, router, key store, Redis."""
 import logging
 
+from deltallm import model_store
 from deltallm.keys import KeyStore
+from deltallm.router.policy import Policy
 from deltallm.router.registry import ModelRegistry
 from deltallm.router.router import Router
+from deltallm.secrets import SecretBox
+from deltallm.state import make_state
 
 logger = logging.getLogger(__name__)
 
@@ -12,8 +16,10 @@ class Gateway:
     def __init__(self, settings):
         self.settings = settings
         routing = settings.router_settings
-        self.registry = ModelRegistry(settings.model_list, defaults={"timeout": routing["timeout"]})
-        self.router = Router(self.registry, num_retries=routing["num_retries"])
+        self.secrets = SecretBox(settings.encryption_key)
+        self.registry = ModelRegistry(settings.model_list, defaults={"timeout": routing["timeout"]},
+                                      aliases=routing.get("model_group_alias"),
+                                      loader=model_store.loader(self.secrets))
         self.keys = KeyStore(settings.master_key)
         if not settings.master_key:
             logger.warning("no master_key configured: the admin API is closed; create keys with "
@@ -26,3 +32,9 @@ class Gateway:
             import redis
             self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
                                               socket_connect_timeout=5)
+        # router state never waits long on Redis: it falls back to this worker's own state
+        state_redis = self.redis and self.redis.__class__.from_url(settings.redis_url, socket_timeout=0.5,
+                                                                    socket_connect_timeout=0.5)
+        self.state = make_state(state_redis, ids=[d.id for d in self.registry.deployments()])
+        self.router = Router(self.registry, Policy(routing, settings.deltallm_settings, settings.model_list),
+                             self.state)

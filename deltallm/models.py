@@ -54,7 +54,21 @@ class ApiKey(BaseModel):
         table_name = "deltallm_api_keys"
 
 
-MODELS = [ApiKey]
+class DeploymentRow(BaseModel):
+    """A deployment added through /admin/models; its credentials are encrypted (see secrets.py)."""
+
+    id = CharField(primary_key=True, max_length=64)
+    model_name = CharField(max_length=255, index=True)
+    params = JSONField()               # deltallm_params without credentials
+    sealed = TextField(null=True)      # the credentials, encrypted
+    model_info = JSONField(default=dict)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "deltallm_deployments"
+
+
+MODELS = [ApiKey, DeploymentRow]
 
 
 def migrate():

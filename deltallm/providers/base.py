@@ -1,4 +1,5 @@
 """Shared plumbing for provider adapters: pooled HTTP sessions, upstream error mapping, SSE reading."""
+import email.utils
 import logging
 import time
 
@@ -10,6 +11,7 @@ from requests.structures import CaseInsensitiveDict
 
 from deltallm.errors import (InvalidRequest, UpstreamAuthFailed, UpstreamError, UpstreamRateLimited,
                              UpstreamRejected, UpstreamTimeout)
+from deltallm.providers.classify import classify
 
 logger = logging.getLogger(__name__)
 
@@ -21,13 +23,18 @@ POOL_SIZE = 2048
 class Call:
     """Per-request bookkeeping shared by the router and providers (never stored on a provider)."""
 
-    __slots__ = ("request_id", "upstream_s", "deployment", "attempts")
+    __slots__ = ("request_id", "upstream_s", "deployment", "attempts", "deadline", "fallback")
 
-    def __init__(self, request_id):
+    def __init__(self, request_id, deadline=None):
         self.request_id = request_id
         self.upstream_s = 0.0
         self.deployment = None
         self.attempts = 0
+        self.deadline = deadline      # time.monotonic() by which the whole request must be answered
+        self.fallback = None          # the fallback group that answered, if one did
+
+    def remaining(self):
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
 
 def make_transport():
@@ -163,20 +170,41 @@ class Provider:
 
 
 def map_status(provider, status, message, *, etype=None, code=None, param=None, retry_after=None):
-    """The status-to-error rules shared by every provider."""
+    """The status-to-error rules shared by every provider, with the facts the router acts on."""
     if status in (401, 403):
-        return UpstreamAuthFailed(f"{provider} upstream rejected the gateway's credentials "
-                                  f"(HTTP {status}): {message}")
+        exc = UpstreamAuthFailed(f"{provider} upstream rejected the gateway's credentials "
+                                 f"(HTTP {status}): {message}")
+        exc.deployment_fault = True
+        return exc
     if status == 429:
-        headers = {"Retry-After": retry_after} if retry_after else None
-        return UpstreamRateLimited(message, headers=headers)
+        exc = UpstreamRateLimited(message, headers={"Retry-After": retry_after} if retry_after else None)
+        exc.retry_after = retry_after_seconds(retry_after)
+        return exc
     if status in (408, 504):
         return UpstreamTimeout(message)
     if status >= 500:
         return UpstreamError(f"{provider} upstream error (HTTP {status}): {message}")
-    return UpstreamRejected(message, status=status, type=etype or "invalid_request_error",
-                            code=code if isinstance(code, str) else None,
-                            param=param if isinstance(param, str) else None)
+    exc = UpstreamRejected(message, status=status, type=etype or "invalid_request_error",
+                           code=code if isinstance(code, str) else None,
+                           param=param if isinstance(param, str) else None)
+    exc.deployment_fault = status == 404  # the deployment's model or path is wrong, not the request
+    exc.kind = classify(status, message, code)
+    return exc
+
+
+def retry_after_seconds(value):
+    """An upstream Retry-After (seconds, or an HTTP date) in seconds; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def iter_bytes(resp):

@@ -6,6 +6,11 @@ import orjson
 from deltallm.providers import provider_class
 
 
+def is_secret(name):
+    """Parameters that carry credentials: never shown, never part of an id, stored encrypted."""
+    return "key" in name or "secret" in name or "token" in name
+
+
 class Deployment:
     """Built from one `model_list` entry (or an admin-registered model)."""
 
@@ -24,8 +29,7 @@ class Deployment:
 
     def derive_id(self):
         """Stable across restarts and workers: a digest of the entry minus secrets."""
-        public = {k: v for k, v in self.params.items() if "key" not in k and "secret" not in k
-                  and "token" not in k}
+        public = {k: v for k, v in self.params.items() if not is_secret(k)}
         digest = hashlib.sha256(orjson.dumps([self.model_name, public], option=orjson.OPT_SORT_KEYS))
         return "dep_" + digest.hexdigest()[:12]
 
@@ -37,7 +41,6 @@ class Deployment:
 
     def public(self):
         """What the admin API may show: never credentials."""
-        params = {k: ("***" if ("key" in k or "secret" in k or "token" in k) and v else v)
-                  for k, v in self.params.items()}
+        params = {k: ("***" if is_secret(k) and v else v) for k, v in self.params.items()}
         return {"id": self.id, "model_name": self.model_name, "deltallm_params": params,
                 "model_info": self.model_info, "source": self.source}

@@ -1,72 +1,225 @@
-"""Deployment choice and retries: weighted shuffle over a group, retrying retryable failures."""
+"""Deployment choice, retries, cooldowns and fallbacks (SPEC §9) over the shared router state."""
 import logging
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from deltallm.errors import GatewayError, NoHealthyDeployments
+from deltallm.errors import GatewayError, NoHealthyDeployments, RateLimited, UpstreamTimeout
 from deltallm.providers.base import Call
+from deltallm.router.policy import Policy
+from deltallm.router.strategies import choose
+from deltallm.state import LocalState, retry_after_seconds
 
 logger = logging.getLogger(__name__)
+BACKOFF = 0.05
+
+
+def failure_kind(exc):
+    """Which fallback chain an error leads to: 'context_window', 'content_policy', 'error', or None
+    (a client error that no other model would answer differently)."""
+    kind = getattr(exc, "kind", None)
+    if kind in ("context_window", "content_policy"):
+        return kind
+    if exc.retryable or getattr(exc, "deployment_fault", False) or isinstance(exc, (NoHealthyDeployments,
+                                                                                   RateLimited)):
+        return "error"
+    return None
 
 
 class Router:
-    def __init__(self, registry, num_retries=2, retry_backoff=0.05):
+    def __init__(self, registry, policy=None, state=None, clock=time.time, sleep=time.sleep, rng=random):
         self.registry = registry
-        self.num_retries = num_retries
-        self.retry_backoff = retry_backoff
+        self.policy = policy or Policy()
+        self.state = state or LocalState(clock=clock)
+        self.clock, self.sleep, self.rng = clock, sleep, rng
 
-    @staticmethod
-    def pick(group, exclude=()):
-        """Weighted random choice, preferring deployments not yet tried for this request."""
-        fresh = [d for d in group if d not in exclude] or group
-        if len(fresh) == 1:
-            return fresh[0]
-        return random.choices(fresh, weights=[d.weight for d in fresh])[0]
-
-    def run(self, call, model_name, operation):
-        """Run operation(deployment) on the group, retrying retryable errors on other deployments.
+    # -- one request --------------------------------------------------------------------------
+    def run(self, call, model_name, operation, *, may_use=None, fallbacks=None):
+        """operation(deployment) on the model's group, with retries; then its fallback groups in order.
 
         Streams use this too: the operation opens the upstream stream, so only failures before the
-        first byte are retried.
-        """
-        group = self.registry.group(model_name)
-        if not group:
-            raise NoHealthyDeployments(f"No deployments available for model `{model_name}`.")
-        tried = []
-        last = None
-        for attempt in range(self.num_retries + 1):
-            deployment = self.pick(group, tried)
-            call.deployment = deployment
-            call.attempts = attempt + 1
+        first byte are retried or fall back."""
+        group_name = self.registry.resolve(model_name)
+        if call.deadline is None:
+            call.deadline = time.monotonic() + self.timeout_for(group_name)
+        try:
+            return self.run_group(call, group_name, operation)
+        except GatewayError as first:
+            kind = failure_kind(first)
+            if kind is None:
+                raise
+            last = first
+        for name in self.policy.fallbacks_for(group_name, kind, fallbacks):
+            name = self.registry.resolve(name)
+            if name == group_name or not self.registry.has(name) or (may_use and not may_use(name)):
+                continue
+            if call.remaining() <= 0:
+                break
             try:
-                return operation(deployment)
+                result = self.run_group(call, name, operation)
             except GatewayError as exc:
-                if not exc.retryable:
+                if failure_kind(exc) is None:
                     raise
                 last = exc
-                logger.warning("request %s: deployment %s failed (%s), attempt %d",
-                               call.request_id, deployment.id, exc.code, attempt + 1)
-                if deployment in tried and self.retry_backoff:
-                    time.sleep(min(self.retry_backoff * 2 ** attempt, 1.0))
-                tried.append(deployment)
+                continue
+            call.fallback = name
+            logger.info("request %s: answered by fallback group %s", call.request_id, name)
+            return result
         raise last
 
-    def run_each(self, call, model_name, bodies, operation):
+    def timeout_for(self, group_name):
+        group = self.registry.groups.get(group_name) or ()
+        timeouts = [float(d.params["timeout"]) for d in group if d.params.get("timeout")]
+        return max(timeouts) if timeouts else self.policy.timeout
+
+    def run_group(self, call, group_name, operation):
+        group = self.registry.group(group_name)
+        strategy = self.policy.strategy_for(group_name)
+        ids = [d.id for d in group]
+        tried, last = {}, None
+        for attempt in range(self.policy.num_retries + 1):
+            if call.remaining() <= 0:
+                raise last if isinstance(last, UpstreamTimeout) else UpstreamTimeout(
+                    "The request's timeout ran out before an upstream answered.")
+            now = self.clock()
+            stats = self.state.stats(ids)
+            fresh = [d for d in group if d.id not in tried and stats[d.id].cooling_until <= now]
+            if fresh:
+                deployment = choose(strategy, fresh, stats, self.rng)
+                if deployment is None:
+                    raise last or self.at_capacity(group_name)
+            else:
+                deployment = self.retry_same(call, group, tried, stats, now, attempt)
+                if deployment is None:
+                    break
+            try:
+                return self.attempt(call, deployment, operation)
+            except GatewayError as exc:
+                self.after_failure(call, deployment, exc)
+                if failure_kind(exc) != "error":
+                    raise
+                tried[deployment.id], last = exc, exc
+        if last is not None:
+            raise last
+        raise self.all_cooling(group_name, group)
+
+    def retry_same(self, call, group, tried, stats, now, attempt):
+        """A deployment this request already tried, once its Retry-After (or a short backoff) has passed;
+        never after a timeout (it already cost its time) or a credentials/not-found fault; a deployment
+        cooling for others is retried only when its own Retry-After said when."""
+        best, best_wait = None, None
+        for d in group:
+            exc = tried.get(d.id)
+            if exc is None or isinstance(exc, UpstreamTimeout) or getattr(exc, "deployment_fault", False):
+                continue
+            told = getattr(exc, "retry_after", None)
+            if told is None and stats[d.id].cooling_until > now:
+                continue
+            wait = told if told is not None else min(BACKOFF * 2 ** attempt, 1.0)
+            if best_wait is None or wait < best_wait:
+                best, best_wait = d, wait
+        if best is None or best_wait >= call.remaining():
+            return None
+        if best_wait > 0:
+            self.sleep(best_wait)
+        return best
+
+    def attempt(self, call, deployment, operation):
+        call.deployment = deployment
+        call.attempts += 1
+        self.state.begin(deployment.id)
+        started = time.perf_counter()
+        try:
+            result = operation(deployment)
+        except BaseException:
+            self.state.end(deployment.id)
+            raise
+        latency = time.perf_counter() - started
+        if hasattr(result, "__next__"):  # an open stream: in flight until it ends
+            return Tracked(result, self.state, deployment.id, latency)
+        self.state.end(deployment.id, latency=latency, tokens=usage_tokens(result))
+        return result
+
+    def after_failure(self, call, deployment, exc):
+        """Cooldowns: credentials/not-found faults and 429s cool at once (a longer Retry-After extends it),
+        other retryable failures count towards allowed_fails; client errors never cool."""
+        policy = self.policy
+        if getattr(exc, "deployment_fault", False) or exc.status == 429 and exc.retryable:
+            until = self.state.cool(deployment.id, max(policy.cooldown_time, getattr(exc, "retry_after", 0) or 0))
+        elif exc.retryable:
+            until = self.state.fail(deployment.id, policy.allowed_fails, policy.cooldown_time)
+        else:
+            return
+        logger.warning("request %s: deployment %s failed (%s)%s", call.request_id, deployment.id, exc.code,
+                       f"; cooling for {until - self.clock():.0f} s" if until else "")
+
+    def all_cooling(self, group_name, group):
+        now = self.clock()
+        stats = self.state.stats([d.id for d in group])
+        first_back = min(stats[d.id].cooling_until for d in group)
+        wait = retry_after_seconds(first_back, now)
+        return NoHealthyDeployments(f"Every deployment of `{group_name}` is cooling down after failures; "
+                                    f"retry in {wait} s.", headers={"Retry-After": str(wait)})
+
+    def at_capacity(self, group_name):
+        wait = retry_after_seconds((int(self.clock() // 60) + 1) * 60, self.clock())
+        return RateLimited(f"Every deployment of `{group_name}` is at its rpm/tpm limit for this minute.",
+                           headers={"Retry-After": str(wait)})
+
+    # -- legacy completions: several bodies at once ---------------------------------------------
+    def run_each(self, call, model_name, bodies, operation, **options):
         """operation(deployment, call, body) for each body, concurrently (green threads under gevent).
 
         Each body gets its own Call; `call` ends up with the longest upstream wait, so the overhead
-        header still means time spent in the gateway.
-        """
+        header still means time spent in the gateway."""
         if len(bodies) == 1:
-            return [self.run(call, model_name, lambda d: operation(d, call, bodies[0]))]
-        calls = [Call(call.request_id) for _ in bodies]
+            return [self.run(call, model_name, lambda d: operation(d, call, bodies[0]), **options)]
+        if call.deadline is None:
+            call.deadline = time.monotonic() + self.timeout_for(self.registry.resolve(model_name))
+        calls = [Call(call.request_id, deadline=call.deadline) for _ in bodies]
 
         def one(index):
             sub = calls[index]
-            return self.run(sub, model_name, lambda d: operation(d, sub, bodies[index]))
+            return self.run(sub, model_name, lambda d: operation(d, sub, bodies[index]), **options)
         with ThreadPoolExecutor(max_workers=min(len(bodies), 16)) as pool:
             results = list(pool.map(one, range(len(bodies))))
         call.upstream_s += max(c.upstream_s for c in calls)
         call.deployment = calls[0].deployment
+        call.fallback = calls[0].fallback
         return results
+
+
+def usage_tokens(result):
+    usage = result.get("usage") if isinstance(result, dict) else None
+    total = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return total if isinstance(total, int) and total > 0 else 0
+
+
+class Tracked:
+    """A stream that keeps its deployment's in-flight count until it ends, and counts its tokens."""
+
+    def __init__(self, chunks, state, deployment_id, latency):
+        self.chunks, self.state, self.id, self.latency = chunks, state, deployment_id, latency
+        self.tokens, self.open = 0, True
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            chunk = next(self.chunks)
+        except BaseException:
+            self.close()
+            raise
+        tokens = usage_tokens(chunk)
+        if tokens:
+            self.tokens = tokens
+        return chunk
+
+    def close(self):
+        if self.open:
+            self.open = False
+            self.state.end(self.id, latency=self.latency, tokens=self.tokens)
+            close = getattr(self.chunks, "close", None)
+            if close:
+                close()

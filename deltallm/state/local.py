@@ -12,15 +12,17 @@ FAILURE_WINDOW = 60.0
 class Stats:
     """What a routing strategy may know about one deployment right now."""
 
-    __slots__ = ("cooling_until", "in_flight", "latency", "samples", "requests", "tokens")
+    __slots__ = ("cooling_until", "in_flight", "latency", "samples", "requests", "tokens", "failures")
 
-    def __init__(self, cooling_until=0.0, in_flight=0, latency=None, samples=0, requests=0, tokens=0):
+    def __init__(self, cooling_until=0.0, in_flight=0, latency=None, samples=0, requests=0, tokens=0,
+                 failures=0):
         self.cooling_until = cooling_until
         self.in_flight = in_flight
         self.latency = latency        # seconds (EWMA), None when unmeasured
         self.samples = samples
         self.requests = requests      # this minute
         self.tokens = tokens          # this minute
+        self.failures = failures      # in the last minute
 
     def __repr__(self):
         return (f"Stats(cooling_until={self.cooling_until}, in_flight={self.in_flight}, "
@@ -51,7 +53,8 @@ class LocalState:
             ewma, samples = self.latency.get(dep, (None, 0))
             used = self.usage.get(dep)
             requests, tokens = (used[1], used[2]) if used and used[0] == minute else (0, 0)
-            out[dep] = Stats(self.cooling.get(dep, 0.0), self.in_flight[dep], ewma, samples, requests, tokens)
+            out[dep] = Stats(self.cooling.get(dep, 0.0), self.in_flight[dep], ewma, samples, requests, tokens,
+                             self.failure_count(dep) if dep in self.failures else 0)
         return out
 
     # -- bookkeeping around one upstream attempt ------------------------------------------

@@ -50,7 +50,8 @@ for d = 1, n do
     end
   end
   local cool = redis.call('GET', p .. 'cool:' .. id) or '0'
-  out[d] = {tostring(busy), tostring(wsum), tostring(wn), tostring(req), tostring(tok), cool}
+  local fails = redis.call('ZCOUNT', p .. 'fails:' .. id, now - 60, '+inf')
+  out[d] = {tostring(busy), tostring(wsum), tostring(wn), tostring(req), tostring(tok), cool, tostring(fails)}
 end
 redis.call('EXPIRE', mine, ttl)
 return out
@@ -90,7 +91,7 @@ class SharedState(LocalState):
         self.worker = uuid.uuid4().hex[:12]
         self.ids = list(ids)
         self.pending = {}          # id -> [requests, tokens] not yet sent
-        self.remote = {}           # id -> (minute, others' in-flight, latency sum, samples, requests, tokens, cool)
+        self.remote = {}           # id -> (minute, others' in-flight, latency sum, samples, requests, tokens, cool, failures)
         self.sync_script = redis.register_script(SYNC)
         self.fail_script = redis.register_script(FAIL)
         self.cool_script = redis.register_script(COOL)
@@ -110,7 +111,7 @@ class SharedState(LocalState):
             remote = self.remote.get(dep)
             if remote is None:
                 continue
-            r_minute, busy, wsum, wn, requests, tokens, cool = remote
+            r_minute, busy, wsum, wn, requests, tokens, cool, failures = remote
             mine.in_flight += busy
             if wn:
                 own_sum = (mine.latency or 0.0) * mine.samples
@@ -121,6 +122,7 @@ class SharedState(LocalState):
                 mine.requests = requests + pending[0]
                 mine.tokens = tokens + pending[1]
             mine.cooling_until = max(mine.cooling_until, cool)
+            mine.failures = max(mine.failures, failures)
         return out
 
     def _count(self, dep, requests=0, tokens=0):
@@ -187,8 +189,8 @@ class SharedState(LocalState):
             return
         remote = {}
         for dep, row in zip(ids, rows):
-            busy, wsum, wn, req, tok, cool = (float(v) for v in row)
-            remote[dep] = (minute, int(busy), wsum, int(wn), int(req), int(tok), cool)
+            busy, wsum, wn, req, tok, cool, fails = (float(v) for v in row)
+            remote[dep] = (minute, int(busy), wsum, int(wn), int(req), int(tok), cool, int(fails))
         self.remote = remote
 
     def redis_trouble(self, exc):

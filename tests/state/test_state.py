@@ -45,6 +45,14 @@ def test_failures_past_allowed_fails_within_a_minute_cool(state):
     assert state.stats(["a"])["a"].cooling_until == pytest.approx(until)
 
 
+def test_recent_failures_are_reported(state):
+    state.fail("a", allowed_fails=5, cooldown=30)
+    state.fail("a", allowed_fails=5, cooldown=30)
+    if hasattr(state, "sync"):
+        state.sync()
+    assert state.stats(["a"])["a"].failures == 2
+
+
 def test_failures_older_than_a_minute_do_not_count(state):
     state.fail("a", allowed_fails=1, cooldown=30)
     state.clock.now += 61
