@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 def create_app(config=None):
     """Build the WSGI app from a config path, dict or Settings (default: see config.resolve_path)."""
     from deltallm import config as config_module, db
-    from deltallm.api import (admin, audio, auth, chat, completions, embeddings, errors, health, models,
-                              responses)
+    from deltallm.api import (admin, admin_models, audio, auth, chat, completions, embeddings, errors, health,
+                              models, responses)
     from deltallm.gateway import Gateway
 
     settings = config_module.load(config)
@@ -20,7 +20,7 @@ def create_app(config=None):
     app.extensions["deltallm"] = Gateway(settings)
     errors.init_app(app)
     auth.init_app(app)
-    for module in (health, models, chat, completions, responses, embeddings, audio, admin):
+    for module in (health, models, chat, completions, responses, embeddings, audio, admin, admin_models):
         app.register_blueprint(module.bp)
     use_server_logging()
     return app

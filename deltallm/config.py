@@ -103,12 +103,8 @@ class Settings:
     def __init__(self, raw, path=None):
         self.path = path
         self.raw = raw
-        self.model_list = []
-        for i, entry in enumerate(raw.get("model_list") or []):
-            loaded = _load(ModelEntrySchema(), entry, f"model_list[{i}]")
-            params = loaded.get("deltallm_params") or loaded.get("litellm_params")
-            self.model_list.append({"model_name": loaded["model_name"], "params": params,
-                                    "model_info": loaded["model_info"]})
+        self.model_list = [model_entry(entry, f"model_list[{i}]")
+                           for i, entry in enumerate(raw.get("model_list") or [])]
         self.router_settings = _load(RouterSettingsSchema(), raw.get("router_settings") or {},
                                      "router_settings")
         self.deltallm_settings = dict(raw.get("deltallm_settings") or raw.get("litellm_settings") or {})
@@ -119,11 +115,21 @@ class Settings:
                 general[key] = os.environ[var]
         self.general = general
         self.mcp_servers = dict(raw.get("mcp_servers") or {})
+        self.environment_variables = {str(k): str(v) for k, v in (raw.get("environment_variables") or {}).items()}
 
     master_key = property(lambda self: self.general.get("master_key"))
     database_url = property(lambda self: self.general.get("database_url"))
     redis_url = property(lambda self: self.general.get("redis_url"))
     encryption_key = property(lambda self: self.general.get("encryption_key"))
+
+
+def model_entry(entry, where):
+    """One `model_list` entry (config or POST /admin/models) -> {model_name, params, model_info}."""
+    loaded = _load(ModelEntrySchema(), entry, where)
+    params = loaded.get("deltallm_params") or loaded.get("litellm_params")
+    out = {"model_name": loaded["model_name"], "params": params, "model_info": loaded["model_info"]}
+    check_model(out, where)
+    return out
 
 
 def _load(schema, data, where):
@@ -210,27 +216,24 @@ def from_dict(raw, path=None):
         raise ConfigError(f"{unknown[0]}: unknown top-level key (expected one of: "
                           f"{', '.join(sorted(TOP_LEVEL))})")
     extra = {str(k): str(v) for k, v in (raw.get("environment_variables") or {}).items()}
-    settings = Settings(substitute_env(raw, "", extra), path)
-    validate_models(settings)
-    return settings
+    return Settings(substitute_env(raw, "", extra), path)
 
 
-def validate_models(settings):
+def check_model(entry, where):
     """Provider prefixes must be known; checked at load so a typo fails at start, not per request."""
     from deltallm.providers import known_prefixes
     prefixes = known_prefixes()
-    for i, entry in enumerate(settings.model_list):
-        model = entry["params"]["model"]
-        prefix = model.partition("/")[0] if "/" in model else "openai"
-        if prefix not in prefixes:
-            raise ConfigError(f"model_list[{i}].deltallm_params.model: unknown provider prefix "
-                              f"'{prefix}/' in '{model}' (known: {', '.join(sorted(prefixes))})")
-        missing = missing_param(prefix, entry["params"])
-        if missing:
-            raise ConfigError(f"model_list[{i}].deltallm_params.{missing}")
-        mode = entry["model_info"].get("mode")
-        if mode is not None and mode not in MODES:
-            raise ConfigError(f"model_list[{i}].model_info.mode: must be one of {', '.join(MODES)}")
+    model = entry["params"]["model"]
+    prefix = model.partition("/")[0] if "/" in model else "openai"
+    if prefix not in prefixes:
+        raise ConfigError(f"{where}.deltallm_params.model: unknown provider prefix "
+                          f"'{prefix}/' in '{model}' (known: {', '.join(sorted(prefixes))})")
+    missing = missing_param(prefix, entry["params"])
+    if missing:
+        raise ConfigError(f"{where}.deltallm_params.{missing}")
+    mode = entry["model_info"].get("mode")
+    if mode is not None and mode not in MODES:
+        raise ConfigError(f"{where}.model_info.mode: must be one of {', '.join(MODES)}")
 
 
 def missing_param(prefix, params):

@@ -9,6 +9,7 @@ from deltallm.api.common import gateway
 from deltallm.errors import PermissionDenied
 
 OPEN_PREFIXES = ("/health",)
+ADMIN = {"admin", "admin_models"}
 CLIENT_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
 
 
@@ -30,7 +31,7 @@ def before():
     if request.routing_exception is not None or request.path.startswith(OPEN_PREFIXES):
         return  # unknown routes answer 404 with or without a key
     g.principal = principal = gateway().keys.authenticate(presented_key())
-    if request.blueprint == "admin" and not principal.is_master:
+    if request.blueprint in ADMIN and not principal.is_master:
         raise PermissionDenied("The admin API needs the master key.")
 
 
@@ -43,6 +44,8 @@ def after(response):
         headers["x-deltallm-overhead-ms"] = f"{elapsed * 1000:.2f}"
         if call.deployment is not None:
             headers["x-deltallm-deployment"] = call.deployment.id
+        if call.fallback is not None:
+            headers["x-deltallm-fallback"] = call.fallback
     return response
 
 

@@ -35,16 +35,29 @@ def sse_response(encoded_events, done=DONE):
                     headers=HEADERS, direct_passthrough=True)
 
 
-def new_call():
-    g.call = call = Call(g.request_id)
+def new_call(fallbacks=None):
+    g.call = call = Call(g.request_id, may_use=g.principal.may_use_model, fallbacks=fallbacks)
     return call
 
 
 def model_request(schema):
-    """(validated body, Call) for a request naming a model, once it is known the key may use that model."""
+    """(validated body, Call) for a request naming a model, once it is known the key may use that model.
+
+    The body's `fallbacks` (LiteLLM's per-request fallback groups) is the gateway's, never forwarded."""
     body = json_body(schema)
     check_model_access(body["model"])
-    return body, new_call()
+    return body, new_call(request_fallbacks(body))
+
+
+def request_fallbacks(body):
+    if "fallbacks" not in body:
+        return None
+    chain = body.pop("fallbacks")
+    if chain is None:
+        return None
+    if not isinstance(chain, list) or not all(isinstance(name, str) and name for name in chain):
+        raise InvalidRequest("Invalid value for 'fallbacks': must be an array of model names", param="fallbacks")
+    return chain
 
 
 def check_model_access(model):

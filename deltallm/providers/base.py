@@ -23,15 +23,18 @@ POOL_SIZE = 2048
 class Call:
     """Per-request bookkeeping shared by the router and providers (never stored on a provider)."""
 
-    __slots__ = ("request_id", "upstream_s", "deployment", "attempts", "deadline", "fallback")
+    __slots__ = ("request_id", "upstream_s", "deployment", "attempts", "deadline", "fallback", "may_use",
+                 "fallbacks")
 
-    def __init__(self, request_id, deadline=None):
+    def __init__(self, request_id, deadline=None, may_use=None, fallbacks=None):
         self.request_id = request_id
         self.upstream_s = 0.0
         self.deployment = None
         self.attempts = 0
         self.deadline = deadline      # time.monotonic() by which the whole request must be answered
         self.fallback = None          # the fallback group that answered, if one did
+        self.may_use = may_use        # model name -> bool: the caller's access (fallback groups too)
+        self.fallbacks = fallbacks    # the request's own fallback groups, replacing the configured ones
 
     def remaining(self):
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()

@@ -40,6 +40,8 @@ class Router:
         Streams use this too: the operation opens the upstream stream, so only failures before the
         first byte are retried or fall back."""
         group_name = self.registry.resolve(model_name)
+        may_use = may_use or call.may_use
+        fallbacks = fallbacks if fallbacks is not None else call.fallbacks
         if call.deadline is None:
             call.deadline = time.monotonic() + self.timeout_for(group_name)
         try:
@@ -176,7 +178,8 @@ class Router:
             return [self.run(call, model_name, lambda d: operation(d, call, bodies[0]), **options)]
         if call.deadline is None:
             call.deadline = time.monotonic() + self.timeout_for(self.registry.resolve(model_name))
-        calls = [Call(call.request_id, deadline=call.deadline) for _ in bodies]
+        calls = [Call(call.request_id, deadline=call.deadline, may_use=call.may_use, fallbacks=call.fallbacks)
+                 for _ in bodies]
 
         def one(index):
             sub = calls[index]

@@ -89,22 +89,22 @@ class SharedState(LocalState):
         self.prefix = prefix
         self.interval = interval
         self.worker = uuid.uuid4().hex[:12]
-        self.ids = list(ids)
+        self.ids = list(ids)       # the deployments traded: every one routing has asked about
         self.pending = {}          # id -> [requests, tokens] not yet sent
         self.remote = {}           # id -> (minute, others' in-flight, latency sum, samples, requests, tokens, cool, failures)
         self.sync_script = redis.register_script(SYNC)
         self.fail_script = redis.register_script(FAIL)
         self.cool_script = redis.register_script(COOL)
+        self.known = set(self.ids)
         self.thread = None if background else False
         self.warned_at = 0.0
-
-    def track(self, ids):
-        """The deployment ids to trade (the registry's, refreshed when it changes)."""
-        self.ids = list(ids)
 
     # -- reads: local memory plus what the last sync brought --------------------------------
     def stats(self, ids):
         self.start()
+        if any(dep not in self.known for dep in ids):
+            self.ids = list(dict.fromkeys(self.ids + list(ids)))
+            self.known = set(self.ids)
         out = super().stats(ids)
         minute = self.minute()
         for dep, mine in out.items():
