@@ -1,7 +1,8 @@
 """Fake OpenAI API (https://platform.openai.com/docs/api-reference), written from the public reference.
 
 Chat answers `echo: <last user text>`; a request with tools whose last message is from the user
-gets a call to the first tool with arguments {"q": <text>}. Directives: see common.py.
+gets a call to the first tool with arguments {"q": <text>}. Directives: see common.py; failures
+chosen by the model name: see model_failure.
 """
 import io
 import time
@@ -108,6 +109,22 @@ def stream(body, text, brk, prompt=""):
     return 200, [("Content-Type", "text/event-stream")], gen()
 
 
+def model_failure(model):
+    """Deployment-specific failures, chosen by the upstream model name: `fail-503`, `ctx-limit`,
+    `rate-limit` (429, Retry-After: 1), `hang` (answers after 30 s)."""
+    if model.startswith("fail-"):
+        return error(int(model[5:]), "forced failure", "server_error")
+    if model == "ctx-limit":
+        return error(400, "This model's maximum context length is 8192 tokens. However, your messages "
+                          "resulted in 9000 tokens.", code="context_length_exceeded")
+    if model == "rate-limit":
+        return json_reply(429, {"error": {"message": "Rate limit reached", "type": "requests",
+                                          "param": None, "code": "rate_limit_exceeded"}}, [("Retry-After", "1")])
+    if model == "hang":
+        time.sleep(30)
+    return None
+
+
 def chat(req):
     denied = check_auth(req)
     if denied:
@@ -122,6 +139,9 @@ def chat(req):
                                              "param": None, "code": None}}, headers)
     if body.get("model") == "missing-model":
         return error(404, "The model `missing-model` does not exist", code="model_not_found")
+    failing = model_failure(body.get("model") or "")
+    if failing:
+        return failing
     text = directives.reply_text(prompt)
     if body.get("stream"):
         return stream(body, text, "stream-break" in directives.parse(prompt), prompt)
