@@ -69,6 +69,7 @@ class RouterSettingsSchema(Schema):
     allowed_fails = fields.Integer(load_default=3, validate=validate.Range(min=0))
     cooldown_time = fields.Float(load_default=60, validate=validate.Range(min=0))
     retry_after = fields.Float(load_default=0, validate=validate.Range(min=0))
+    health_check_interval = fields.Float(allow_none=True, validate=validate.Range(min=1))
     fallbacks = fields.List(fields.Dict(keys=fields.String(), values=fields.List(fields.String())), load_default=list)
     context_window_fallbacks = fields.List(fields.Dict(keys=fields.String(), values=fields.List(fields.String())),
                                            load_default=list)

@@ -3,6 +3,7 @@ import logging
 
 from deltallm import model_store
 from deltallm.keys import KeyStore
+from deltallm.router.health import HealthChecker
 from deltallm.router.policy import Policy
 from deltallm.router.registry import ModelRegistry
 from deltallm.router.router import Router
@@ -38,3 +39,7 @@ class Gateway:
         self.state = make_state(state_redis, ids=[d.id for d in self.registry.deployments()])
         self.router = Router(self.registry, Policy(routing, settings.deltallm_settings, settings.model_list),
                              self.state)
+        self.health = None
+        if routing.get("health_check_interval"):
+            self.health = HealthChecker(self.router, routing["health_check_interval"], state_redis)
+            self.health.start()

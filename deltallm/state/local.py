@@ -73,6 +73,11 @@ class LocalState:
             if latency is not None:
                 self._sample(dep, latency)
 
+    def observe(self, dep, latency):
+        """A latency sample from outside a request (a health check)."""
+        with self.lock:
+            self._sample(dep, latency)
+
     def add_tokens(self, dep, tokens):
         with self.lock:
             self._count(dep, tokens=tokens)
