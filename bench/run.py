@@ -37,7 +37,8 @@ model_list:
     deltallm_params: {{model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:{fast}/v1", api_key: upstream-key}}
   - model_name: bench-slow
     deltallm_params: {{model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:{slow}/v1", api_key: upstream-key}}
-general_settings: {{master_key: {key}, database_url: "{db}"}}
+router_settings: {{routing_strategy: {strategy}}}
+general_settings: {{master_key: {key}, database_url: "{db}"{redis}}}
 """
 
 
@@ -99,7 +100,8 @@ class Bench:
         o = self.opts
         path = os.path.join(self.tmp, "config.yaml")
         with open(path, "w") as fh:
-            fh.write(CONFIG.format(fast=fast, slow=slow, key=KEY, db=os.path.join(self.tmp, "deltallm.db")))
+            fh.write(CONFIG.format(fast=fast, slow=slow, key=KEY, db=os.path.join(self.tmp, "deltallm.db"),
+                                   strategy=o.strategy, redis=f', redis_url: "{o.redis}"' if o.redis else ""))
         port = free_port()
         env = self.child_env(DELTALLM_WORKER_CONNECTIONS=str(o.worker_connections),
                              DELTALLM_CONFIG_PATH=path)
@@ -308,6 +310,8 @@ def parse_args(argv=None):
     p.add_argument("--no-pin", dest="pin", action="store_false", help="do not use taskset")
     p.add_argument("--nice", type=int, default=0,
                    help="run every benchmark process under `nice -n N` (e.g. -10 as root on a shared box)")
+    p.add_argument("--strategy", default="simple-shuffle", help="DeltaLLM's router_settings.routing_strategy")
+    p.add_argument("--redis", help="DeltaLLM's general_settings.redis_url (router state shared through Redis)")
     p.add_argument("--profile", action="store_true", help="py-spy the DeltaLLM worker in extra runs")
     p.add_argument("--out", help="JSON path (default: bench/results/<timestamp>.json)")
     p.add_argument("--keep-logs", action="store_true", help="keep the temporary folder with server logs")
