@@ -131,14 +131,28 @@ class Router:
         call.attempts += 1
         self.state.begin(deployment.id)
         started = time.perf_counter()
+        first = NOTHING
         try:
             result = operation(deployment)
+            if hasattr(result, "__next__"):
+                # A stream counts as started only when its first chunk arrived: an upstream that opens
+                # the stream and then fails (an overload event, a cut) is retried or falls back, since
+                # the client has not been sent a byte yet.
+                try:
+                    first = next(result)
+                except StopIteration:
+                    pass
+                except BaseException:
+                    close = getattr(result, "close", None)
+                    if close:
+                        close()
+                    raise
         except BaseException:
             self.state.end(deployment.id)
             raise
-        latency = time.perf_counter() - started
+        latency = time.perf_counter() - started  # for streams: time to the first chunk
         if hasattr(result, "__next__"):  # an open stream: in flight until it ends
-            return Tracked(result, self.state, deployment.id, latency)
+            return Tracked(result, self.state, deployment.id, latency, first)
         self.state.end(deployment.id, latency=latency, tokens=usage_tokens(result))
         return result
 
@@ -198,22 +212,30 @@ def usage_tokens(result):
     return total if isinstance(total, int) and total > 0 else 0
 
 
-class Tracked:
-    """A stream that keeps its deployment's in-flight count until it ends, and counts its tokens."""
+NOTHING = object()
 
-    def __init__(self, chunks, state, deployment_id, latency):
+
+class Tracked:
+    """A stream (its first chunk already read) that keeps its deployment's in-flight count until it
+    ends, and counts its tokens."""
+
+    def __init__(self, chunks, state, deployment_id, latency, first=NOTHING):
         self.chunks, self.state, self.id, self.latency = chunks, state, deployment_id, latency
+        self.first = first
         self.tokens, self.open = 0, True
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        try:
-            chunk = next(self.chunks)
-        except BaseException:
-            self.close()
-            raise
+        if self.first is not NOTHING:
+            chunk, self.first = self.first, NOTHING
+        else:
+            try:
+                chunk = next(self.chunks)
+            except BaseException:
+                self.close()
+                raise
         tokens = usage_tokens(chunk)
         if tokens:
             self.tokens = tokens

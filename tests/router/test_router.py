@@ -270,3 +270,34 @@ def test_errors_without_routing_facts_propagate():
     router, _ = make([entry("g", "a")])
     with pytest.raises(GatewayError):
         router.run(Call("r"), "g", lambda d: (_ for _ in ()).throw(GatewayError("bug")))
+
+
+def test_a_stream_that_fails_before_its_first_chunk_is_retried_elsewhere():
+    router, _ = make([entry("g", "a"), entry("g", "b")])
+    opened = []
+
+    def operation(deployment):
+        opened.append(deployment.id)
+
+        def chunks():
+            if deployment.id == opened[0]:
+                raise UpstreamError("overloaded")  # an error event as the stream's first event
+            yield {"choices": [{"delta": {"content": "hi"}}]}
+        return chunks()
+    stream = router.run(Call("r"), "g", operation)
+    assert [c["choices"][0]["delta"]["content"] for c in stream] == ["hi"]
+    assert len(set(opened)) == 2
+    assert all(s.in_flight == 0 for s in router.state.stats(["a", "b"]).values())
+
+
+def test_a_stream_failing_after_its_first_chunk_is_the_caller_s_to_report():
+    router, _ = make([entry("g", "a")])
+
+    def chunks():
+        yield {"choices": []}
+        raise UpstreamError("cut")
+    stream = router.run(Call("r"), "g", lambda d: chunks())
+    assert next(stream) == {"choices": []}
+    with pytest.raises(UpstreamError):
+        next(stream)
+    assert router.state.stats(["a"])["a"].in_flight == 0
