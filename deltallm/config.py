@@ -102,12 +102,10 @@ class Settings:
         self.path = path
         self.searched = searched  # the default path looked for, when no config file was found
         self.raw = raw
-        self.ignored = []  # (dotted path, reason)
-        self.ignored += [(k, r) for k, r in config_keys.check(raw, "", "top_level", TOP_LEVEL)]
+        self.ignored = config_keys.check(raw, "", "top_level", TOP_LEVEL)  # [(dotted path, reason)]
         self.model_list = [self._model_entry(entry, f"model_list[{i}]")
                            for i, entry in enumerate(_list(raw.get("model_list"), "model_list"))]
-        router = raw.get("router_settings") or {}
-        self.router_settings = self._section(RouterSettingsSchema(), router, "router_settings")
+        self.router_settings = self._section(RouterSettingsSchema(), raw.get("router_settings"), "router_settings")
         strategy = self.router_settings["routing_strategy"]
         if strategy in config_keys.PENDING_STRATEGIES:
             self.ignored.append(("router_settings.routing_strategy",
@@ -115,9 +113,9 @@ class Settings:
         if raw.get("deltallm_settings") and raw.get("litellm_settings"):
             raise ConfigError("litellm_settings: give deltallm_settings or its alias litellm_settings, not both")
         name = "litellm_settings" if raw.get("litellm_settings") else "deltallm_settings"
-        self.deltallm_settings = dict(_mapping(raw.get(name) or {}, name))
-        self._ignore(name, config_keys.check(self.deltallm_settings, name, "deltallm_settings", ()))
-        general = self._section(GeneralSettingsSchema(), raw.get("general_settings") or {}, "general_settings")
+        self.deltallm_settings = dict(config_keys.mapping(raw.get(name) or {}, name))
+        self.ignored += config_keys.check(self.deltallm_settings, name, "deltallm_settings", ())
+        general = self._section(GeneralSettingsSchema(), raw.get("general_settings"), "general_settings")
         self.env_overrides = {}
         for key, var in (("master_key", "DELTALLM_MASTER_KEY"), ("database_url", "DATABASE_URL"),
                          ("redis_url", "REDIS_URL")):
@@ -125,15 +123,8 @@ class Settings:
                 general[key] = os.environ[var]
                 self.env_overrides[key] = var
         self.general = general
-        self.mcp_servers = dict(_mapping(raw.get("mcp_servers") or {}, "mcp_servers"))
-        for server, entry in self.mcp_servers.items():
-            where = f"mcp_servers.{server}"
-            config_keys.check(_mapping(entry, where), where, "mcp_server", config_keys.MCP_SERVER)
-            if entry.get("auth") is not None:
-                config_keys.check(_mapping(entry["auth"], f"{where}.auth"), f"{where}.auth", "mcp_auth",
-                                  config_keys.MCP_AUTH)
-        if self.mcp_servers:
-            self.ignored.append(("mcp_servers", config_keys.NOT_BUILT))
+        self.mcp_servers = dict(config_keys.check_mcp_servers(raw.get("mcp_servers") or {}))
+        self.ignored += config_keys.check_sections(raw)
 
     master_key = property(lambda self: self.general.get("master_key"))
     database_url = property(lambda self: self.general.get("database_url"))
@@ -155,37 +146,16 @@ class Settings:
         """Where a general setting came from, for messages: the variable that overrode it, or the key."""
         return self.env_overrides.get(key) or f"general_settings.{key}"
 
-    def _ignore(self, where, pairs):
-        self.ignored += [(f"{where}.{key}", reason) for key, reason in pairs]
-
     def _section(self, schema, data, where):
-        data = _mapping(data, where)
-        self._ignore(where, config_keys.check(data, where, where, schema.fields))
+        data = config_keys.mapping(data or {}, where)
+        self.ignored += config_keys.check(data, where, where, schema.fields)
         return _load(schema, data, where)
 
     def _model_entry(self, entry, where):
-        entry = _mapping(entry, where)
-        config_keys.check(entry, where, "model_entry", config_keys.MODEL_ENTRY)
-        if "deltallm_params" in entry and "litellm_params" in entry:
-            raise ConfigError(f"{where}.litellm_params: give deltallm_params or its alias litellm_params, "
-                              "not both")
-        block = "litellm_params" if "litellm_params" in entry else "deltallm_params"
-        params = _mapping(entry.get(block) or {}, f"{where}.{block}")
-        model = params.get("model")
-        provider = (model.partition("/")[0] if "/" in model else "openai") if isinstance(model, str) else None
-        self._ignore(f"{where}.{block}", config_keys.check_params(
-            params, f"{where}.{block}", provider, ParamsSchema._declared_fields))
-        info = _mapping(entry.get("model_info") or {}, f"{where}.model_info")
-        self._ignore(f"{where}.model_info", config_keys.check(info, f"{where}.model_info", "model_info",
-                                                              config_keys.MODEL_INFO))
+        block, ignored = config_keys.check_model_entry(entry, where, ParamsSchema._declared_fields)
+        self.ignored += ignored
         loaded = _load(ModelEntrySchema(), entry, where)
         return {"model_name": loaded["model_name"], "params": loaded[block], "model_info": loaded["model_info"]}
-
-
-def _mapping(data, where):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    return data
 
 
 def _list(data, where):
@@ -275,8 +245,8 @@ def load(source=None):
 def from_dict(raw, path=None, searched=None):
     if not isinstance(raw, dict):
         raise ConfigError("config: the top level must be a mapping")
-    extra = {str(k): str(v) for k, v in _mapping(raw.get("environment_variables") or {},
-                                                 "environment_variables").items()}
+    extra = {str(k): str(v) for k, v in config_keys.mapping(raw.get("environment_variables") or {},
+                                                            "environment_variables").items()}
     settings = Settings(substitute_env(raw, "", extra), path, searched)
     validate_models(settings)
     validate_database(settings)

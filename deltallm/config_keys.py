@@ -165,24 +165,24 @@ def section_of(name):
 def check(data, where, table, own, extra_known=()):
     """Raise ConfigError for the first key of `data` that no table knows; return the ignored ones.
 
-    `own`: the keys DeltaLLM reads there. Returns [(key, reason)] for PENDING and FOREIGN keys.
+    `own`: the keys DeltaLLM reads there. Returns [(dotted path, reason)] for PENDING and FOREIGN keys.
     """
     pending, foreign = PENDING.get(table, set()), FOREIGN.get(table, {})
     ignored = []
     for key, value in data.items():
         name = str(key)
+        path = f"{where}.{name}" if where else name
         if name in pending:
             if not inert(value):
-                ignored.append((name, NOT_BUILT))
+                ignored.append((path, NOT_BUILT))
         elif name in own or name in extra_known:
             continue
         elif name in foreign:
             hint = foreign[name]
             if not inert(value):
-                ignored.append((name, f"{NOT_SUPPORTED} ({hint})" if hint else NOT_SUPPORTED))
+                ignored.append((path, f"{NOT_SUPPORTED} ({hint})" if hint else NOT_SUPPORTED))
         else:
-            raise ConfigError(unknown_key(f"{where}.{name}" if where else name, name,
-                                          set(own) | set(pending) | set(extra_known) | set(foreign),
+            raise ConfigError(unknown_key(path, name, set(own) | set(pending) | set(extra_known) | set(foreign),
                                           set(own) | set(pending)))
     return ignored
 
@@ -200,6 +200,21 @@ def unknown_key(path, name, candidates, listed):
     return f"{path}: unknown key (expected one of: {', '.join(sorted(listed))})"
 
 
+def check_model_entry(entry, where, param_fields):
+    """One model_list entry (or an admin-registered model): returns (its params key, ignored keys)."""
+    mapping(entry, where)
+    ignored = check(entry, where, "model_entry", MODEL_ENTRY)
+    if "deltallm_params" in entry and "litellm_params" in entry:
+        raise ConfigError(f"{where}.litellm_params: give deltallm_params or its alias litellm_params, not both")
+    block = "litellm_params" if "litellm_params" in entry else "deltallm_params"
+    params = mapping(entry.get(block) or {}, f"{where}.{block}")
+    model = params.get("model")
+    provider = (model.partition("/")[0] if "/" in model else "openai") if isinstance(model, str) else None
+    ignored += check_params(params, f"{where}.{block}", provider, param_fields)
+    info = mapping(entry.get("model_info") or {}, f"{where}.model_info")
+    return block, ignored + check(info, f"{where}.model_info", "model_info", MODEL_INFO)
+
+
 def check_params(params, where, provider, own):
     """deltallm_params: provider-specific keys are legal only for their provider."""
     mine = PROVIDER_PARAMS.get(provider)
@@ -214,3 +229,24 @@ def check_params(params, where, provider, own):
                               f"and this one is {provider}/")
     return check(params, where, "deltallm_params", common | (mine if mine is not None else everyone),
                  extra_known=everyone)
+
+
+def check_mcp_servers(servers):
+    """mcp_servers: each entry's keys, and its auth block's; returns the mapping."""
+    for server, entry in mapping(servers, "mcp_servers").items():
+        where = f"mcp_servers.{server}"
+        check(mapping(entry, where), where, "mcp_server", MCP_SERVER)
+        if entry.get("auth") is not None:
+            check(mapping(entry["auth"], f"{where}.auth"), f"{where}.auth", "mcp_auth", MCP_AUTH)
+    return servers
+
+
+def check_sections(raw):
+    """Sections SPEC.md names that are not built yet: one warning for the whole section."""
+    return [(name, NOT_BUILT) for name in sorted(PENDING_SECTIONS) if not inert(raw.get(name))]
+
+
+def mapping(data, where):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    return data

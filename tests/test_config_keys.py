@@ -62,6 +62,12 @@ def entry(params=None, **extra):
      "litellm_settings: give deltallm_settings or its alias litellm_settings, not both"),
     ({"router_settings": ["num_retries"]}, "router_settings: expected a mapping, got list"),
     ({"model_list": {"m": {}}}, "model_list: expected a list, got dict"),
+    ({"mcp_servers": [{"url": "http://x"}]}, "mcp_servers: expected a mapping, got list"),
+    ({"mcp_servers": {"docs": "http://x"}}, "mcp_servers.docs: expected a mapping, got str"),
+    ({"model_list": ["gpt-4o"]}, "model_list[0]: expected a mapping, got str"),
+    ({"model_list": [{"model_name": "m", "deltallm_params": "openai/x"}]},
+     "model_list[0].deltallm_params: expected a mapping, got str"),
+    ({"environment_variables": ["A=b"]}, "environment_variables: expected a mapping, got list"),
 ])
 def test_unknown_keys_fail_with_one_line_naming_the_key(raw, message):
     if message is None:  # an empty alias next to the other is no conflict

@@ -46,3 +46,22 @@ def test_a_typo_stops_gunicorn_with_one_line(tmp_path):
     assert result.returncode != 0
     assert "config error: general_settings.master_kye: unknown key; did you mean 'master_key'?" in result.stderr
     assert "Traceback" not in result.stderr and "Booting worker" not in result.stderr
+
+
+def test_bedrock_without_botocore_stops_the_start_naming_the_extra(tmp_path):
+    """Not a 500 on the first request: the server does not start, and says what to install."""
+    hide = tmp_path / "hide"
+    hide.mkdir()  # every process of this server sees botocore as not installed
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['botocore'] = None\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("model_list:\n  - model_name: b\n    deltallm_params:\n"
+                   "      {model: bedrock/anthropic.claude, aws_region_name: us-east-1}\n")
+    env = dict(os.environ, DELTALLM_CONFIG_PATH=str(cfg),
+               PYTHONPATH=os.pathsep.join([str(hide), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind",
+                             "127.0.0.1:0", "wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    assert ("config error: model_list[0].deltallm_params.model: bedrock deployments need botocore: "
+            "pip install 'deltallm[bedrock]'") in result.stderr
+    assert "Booting worker" not in result.stderr
