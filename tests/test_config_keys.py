@@ -173,7 +173,7 @@ model_list:
       api_key: os.environ/OPENAI_API_KEY     # env substitution
       timeout: 600                           # optional: seconds; stream_timeout; rpm; tpm; weight; api_version
     model_info:                              # optional
-      mode: chat                             # chat | embedding | image_generation | audio_speech | audio_transcription | rerank
+      mode: chat
       input_cost_per_token: 0.00000015
       output_cost_per_token: 0.0000006
 router_settings:
