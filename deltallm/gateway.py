@@ -1,11 +1,8 @@
 """The process-wide gateway state built once from Settings: registry, router, key store, Redis."""
-import logging
-
+from deltallm import banner
 from deltallm.keys import KeyStore
 from deltallm.router.registry import ModelRegistry
 from deltallm.router.router import Router
-
-logger = logging.getLogger(__name__)
 
 
 class Gateway:
@@ -15,9 +12,7 @@ class Gateway:
         self.registry = ModelRegistry(settings.model_list, defaults={"timeout": routing["timeout"]})
         self.router = Router(self.registry, num_retries=routing["num_retries"])
         self.keys = KeyStore(settings.master_key)
-        if not settings.master_key:
-            logger.warning("no master_key configured: the admin API is closed; create keys with "
-                           "`deltallm keys create`")
+        banner.warn_once_per_process(settings)
         self.max_body_bytes = int(settings.general["max_request_body_mb"] * 1024 * 1024)
         # the 25 MB audio limit plus room for the other form fields
         self.max_transcription_bytes = int(settings.general["max_transcription_mb"] * 1024 * 1024) + 65536
