@@ -3,20 +3,27 @@ import argparse
 import os
 import sys
 
-from deltallm import config as config_module
+from deltallm import __version__, config as config_module
 from deltallm.errors import ConfigError
 
 BATCH_QUEUE = "deltallm-batches"
 
 
-def prepare_database(config_path=None):
-    """Load the config, bind the database, run migrations (idempotent); returns the Settings."""
+def prepare_database(config_path=None, announce=True):
+    """Load the config, bind the database, run migrations (idempotent); returns the Settings.
+
+    Says on stderr which database it used: a relative SQLite path depends on the working directory.
+    """
     from deltallm import db, models
     settings = config_module.load(config_path)
+    if announce:
+        print(f"deltallm: database: {database_line(settings)}", file=sys.stderr)
     try:
         db.init(settings.database_url)
         models.migrate()
         db.database.close_all()  # no pooled connection may cross a fork
+    except ConfigError:
+        raise
     except Exception as exc:  # noqa: BLE001 - one readable line, never a traceback
         detail = (str(exc).strip().splitlines() or [""])[0]
         raise ConfigError(f"general_settings.database_url: cannot prepare the database: "
@@ -24,13 +31,25 @@ def prepare_database(config_path=None):
     return settings
 
 
+def database_line(settings):
+    """The database in use, without credentials, and where that choice came from."""
+    where = settings.env_overrides.get("database_url")
+    if not where:
+        where = "general_settings.database_url" if settings.database_url else "the default: no database_url"
+    config = f", config {settings.path}" if settings.path else ", no config file"
+    return f"{config_module.describe_database(settings.database_url)} (from {where}{config})"
+
+
 def cmd_serve(args):
     if args.config:
         os.environ["DELTALLM_CONFIG_PATH"] = os.path.abspath(args.config)
     config_module.load(None)  # fail fast, before gunicorn starts, on a bad config
+    server = config_module.server_settings()  # the PaaS variables are the defaults; a flag wins
+    host = args.host if args.host is not None else server["host"]
+    port = args.port if args.port is not None else server["port"]
     from gunicorn.app.wsgiapp import run
     conf = os.path.join(os.path.dirname(__file__), "gunicorn_config.py")
-    argv = ["gunicorn", "-c", conf, "--bind", f"{args.host}:{args.port}"]
+    argv = ["gunicorn", "-c", conf, "--bind", f"{host}:{port}"]
     if args.workers:
         argv += ["--workers", str(args.workers)]
     sys.argv = argv + ["deltallm:create_app()"]
@@ -50,18 +69,25 @@ def cmd_worker(args):
 
 
 def cmd_migrate(args):
-    settings = prepare_database(args.config)
+    settings = prepare_database(args.config, announce=False)
     if not args.quiet:
-        url = settings.database_url or "sqlite (deltallm.db)"
-        print(f"database ready: {url.rpartition('@')[2]}")  # never echo credentials
+        print(f"database ready: {database_line(settings)}")
     return 0
 
 
 def cmd_check_config(args):
     settings = config_module.load(args.config)
+    if settings.path is None:
+        print(f"deltallm: no config file found: {settings.searched} (give --config FILE or set "
+              "DELTALLM_CONFIG_PATH)", file=sys.stderr)
+        return 1
+    for line in settings.warnings:
+        print(f"deltallm: warning: {line}", file=sys.stderr)
     groups = {m["model_name"] for m in settings.model_list}
-    print(f"config OK: {len(settings.model_list)} deployments in {len(groups)} model groups")
-    return 0
+    count = len(settings.warnings)
+    print(f"config OK: {settings.path}: {len(settings.model_list)} deployments in {len(groups)} model groups"
+          + (f", {count} warning{'s' * (count != 1)}" if count else ""))
+    return 1 if args.strict and count else 0
 
 
 def cmd_keys(args):
@@ -106,6 +132,7 @@ def split(value):
 
 def parser():
     p = argparse.ArgumentParser(prog="deltallm", description="OpenAI-compatible LLM gateway")
+    p.add_argument("--version", action="version", version=f"deltallm {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name, func, help_text):
@@ -115,15 +142,16 @@ def parser():
         return sp
 
     serve = add("serve", cmd_serve, "run the gateway with gunicorn + gevent")
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", help="default: $DELTALLM_HOST or 0.0.0.0")
+    serve.add_argument("--port", type=int, help="default: $PORT or 8000")
     serve.add_argument("--workers", type=int, help="worker processes (default: $WEB_CONCURRENCY or one per CPU)")
     worker = add("worker", cmd_worker, "run an RQ worker for batch jobs")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     worker.add_argument("--queue", default=BATCH_QUEUE, help=f"the RQ queue to work on (default: {BATCH_QUEUE})")
     migrate = add("migrate", cmd_migrate, "create or upgrade the database tables (idempotent)")
     migrate.add_argument("--quiet", action="store_true")
-    add("check-config", cmd_check_config, "validate the config file and exit")
+    check = add("check-config", cmd_check_config, "validate the config file and exit")
+    check.add_argument("--strict", action="store_true", help="exit 1 when a setting is ignored, too")
     keys = add("keys", cmd_keys, "manage virtual keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
     create = ksub.add_parser("create", help="create a key and print it once")
@@ -145,8 +173,8 @@ def parser():
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
     try:
+        args = parser().parse_args(argv)
         return args.func(args) or 0
     except ConfigError as exc:
         print(f"deltallm: config error: {exc}", file=sys.stderr)

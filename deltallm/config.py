@@ -1,13 +1,17 @@
 """Load and validate the YAML configuration; the only module that reads os.environ."""
 import datetime
+import importlib.util
 import os
+from urllib.parse import urlsplit
 
 import yaml
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from deltallm import config_keys
 from deltallm.errors import ConfigError
 
 DEFAULT_PATH = "config.yaml"
+DEFAULT_SQLITE = "deltallm.db"  # with no database_url: in the working directory (SPEC §1)
 ENV_PREFIX = "os.environ/"
 TOP_LEVEL = {"model_list", "router_settings", "deltallm_settings", "litellm_settings",
              "general_settings", "mcp_servers", "environment_variables"}
@@ -59,6 +63,22 @@ class ModelEntrySchema(Schema):
             raise ValidationError("Missing data for required field.", "deltallm_params")
 
 
+def FallbackList(**kwargs):  # noqa: N802 - a field factory
+    """`[{group: [fallback group, ...]}, ...]`, LiteLLM's shape."""
+    return fields.List(fields.Dict(keys=fields.String(), values=fields.List(fields.String())), **kwargs)
+
+
+class FallbackSettingsSchema(Schema):
+    """The part of deltallm_settings (LiteLLM's litellm_settings) that DeltaLLM reads."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    fallbacks = FallbackList()
+    context_window_fallbacks = FallbackList()
+    content_policy_fallbacks = FallbackList()
+
+
 class RouterSettingsSchema(Schema):
     class Meta:
         unknown = INCLUDE
@@ -70,11 +90,9 @@ class RouterSettingsSchema(Schema):
     cooldown_time = fields.Float(load_default=60, validate=validate.Range(min=0))
     retry_after = fields.Float(load_default=0, validate=validate.Range(min=0))
     health_check_interval = fields.Float(allow_none=True, validate=validate.Range(min=1))
-    fallbacks = fields.List(fields.Dict(keys=fields.String(), values=fields.List(fields.String())), load_default=list)
-    context_window_fallbacks = fields.List(fields.Dict(keys=fields.String(), values=fields.List(fields.String())),
-                                           load_default=list)
-    content_policy_fallbacks = fields.List(fields.Dict(keys=fields.String(), values=fields.List(fields.String())),
-                                           load_default=list)
+    fallbacks = FallbackList(load_default=list)
+    context_window_fallbacks = FallbackList(load_default=list)
+    content_policy_fallbacks = FallbackList(load_default=list)
     model_group_alias = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     model_group_strategy = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.OneOf(STRATEGIES)),
                                        load_default=dict)
@@ -99,23 +117,39 @@ class GeneralSettingsSchema(Schema):
 
 
 class Settings:
-    """The validated configuration, with environment overrides applied."""
+    """The validated configuration, with environment overrides applied.
 
-    def __init__(self, raw, path=None):
+    `warnings` lists, one line each, every setting that is accepted but has no effect (see
+    config_keys); it is derived from the config alone, so the banner and check-config agree.
+    """
+
+    def __init__(self, raw, path=None, searched=None):
         self.path = path
+        self.searched = searched  # the default path looked for, when no config file was found
         self.raw = raw
-        self.model_list = [model_entry(entry, f"model_list[{i}]")
-                           for i, entry in enumerate(raw.get("model_list") or [])]
-        self.router_settings = _load(RouterSettingsSchema(), raw.get("router_settings") or {},
-                                     "router_settings")
-        self.deltallm_settings = dict(raw.get("deltallm_settings") or raw.get("litellm_settings") or {})
-        general = _load(GeneralSettingsSchema(), raw.get("general_settings") or {}, "general_settings")
+        self.ignored = config_keys.check(raw, "", "top_level", TOP_LEVEL)  # [(dotted path, reason)]
+        self.model_list = [self._model_entry(entry, f"model_list[{i}]")
+                           for i, entry in enumerate(_list(raw.get("model_list"), "model_list"))]
+        self.router_settings = self._section(RouterSettingsSchema(), raw.get("router_settings"), "router_settings")
+        strategy = self.router_settings["routing_strategy"]
+        if strategy in config_keys.PENDING_STRATEGIES:
+            self.ignored.append(("router_settings.routing_strategy",
+                                 f"{strategy} is not implemented yet: simple-shuffle is used"))
+        if raw.get("deltallm_settings") and raw.get("litellm_settings"):
+            raise ConfigError("litellm_settings: give deltallm_settings or its alias litellm_settings, not both")
+        name = "litellm_settings" if raw.get("litellm_settings") else "deltallm_settings"
+        self.deltallm_settings = self._section(FallbackSettingsSchema(), raw.get(name), name, "deltallm_settings")
+        self.ignored += unknown_groups(self, name)
+        general = self._section(GeneralSettingsSchema(), raw.get("general_settings"), "general_settings")
+        self.env_overrides = {}
         for key, var in (("master_key", "DELTALLM_MASTER_KEY"), ("database_url", "DATABASE_URL"),
                          ("redis_url", "REDIS_URL"), ("encryption_key", "DELTALLM_ENCRYPTION_KEY")):
             if os.environ.get(var):
                 general[key] = os.environ[var]
+                self.env_overrides[key] = var
         self.general = general
-        self.mcp_servers = dict(raw.get("mcp_servers") or {})
+        self.mcp_servers = dict(config_keys.check_mcp_servers(raw.get("mcp_servers") or {}))
+        self.ignored += config_keys.check_sections(raw)
         self.environment_variables = {str(k): str(v) for k, v in (raw.get("environment_variables") or {}).items()}
 
     master_key = property(lambda self: self.general.get("master_key"))
@@ -124,13 +158,67 @@ class Settings:
     encryption_key = property(lambda self: self.general.get("encryption_key"))
 
 
+    @property
+    def warnings(self):
+        """One line per setting that has no effect, and per missing piece the server can run without."""
+        lines = [f"{path}: {reason}" for path, reason in self.ignored]
+        if self.searched:
+            lines.insert(0, f"no config file found (looked for {self.searched}; use --config FILE or "
+                            "DELTALLM_CONFIG_PATH): serving no models")
+        if database_kind(self.database_url) == "postgres" and not installed("psycogreen"):
+            lines.append(f"{self.source('database_url')}: psycogreen is not installed, so each PostgreSQL "
+                         "query blocks its whole gevent worker: pip install 'deltallm[postgres]'")
+        return lines
+
+    def source(self, key):
+        """Where a general setting came from, for messages: the variable that overrode it, or the key."""
+        return self.env_overrides.get(key) or f"general_settings.{key}"
+
+    def _section(self, schema, data, where, table=None):
+        data = config_keys.mapping(data or {}, where)
+        self.ignored += config_keys.check(data, where, table or where, schema.fields)
+        return _load(schema, data, where)
+
+    def _model_entry(self, entry, where):
+        loaded, ignored = model_entry(entry, where)
+        self.ignored += ignored
+        return loaded
+
+
 def model_entry(entry, where):
-    """One `model_list` entry (config or POST /admin/models) -> {model_name, params, model_info}."""
+    """One `model_list` entry (the config's, or a POST /admin/models body) -> ({model_name, params,
+    model_info}, [(path, why ignored)]); a ConfigError names what is wrong."""
+    block, ignored = config_keys.check_model_entry(entry, where, ParamsSchema._declared_fields)
     loaded = _load(ModelEntrySchema(), entry, where)
-    params = loaded.get("deltallm_params") or loaded.get("litellm_params")
-    out = {"model_name": loaded["model_name"], "params": params, "model_info": loaded["model_info"]}
+    out = {"model_name": loaded["model_name"], "params": loaded[block], "model_info": loaded["model_info"]}
     check_model(out, where)
-    return out
+    return out, ignored
+
+
+def unknown_groups(settings, settings_name):
+    """Fallback chains, aliases and per-group strategies that name no model group: a typo would
+    otherwise silently skip a fallback. Warnings, not errors: /admin/models may add the group later."""
+    groups = {entry["model_name"] for entry in settings.model_list}
+    routing = settings.router_settings
+    groups |= set(routing["model_group_alias"])
+    named = [(f"router_settings.model_group_alias.{alias}", target)
+             for alias, target in routing["model_group_alias"].items()]
+    named += [(f"router_settings.model_group_strategy.{group}", group) for group in routing["model_group_strategy"]]
+    for section, data in (("router_settings", routing), (settings_name, settings.deltallm_settings)):
+        for kind in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            for i, item in enumerate(data.get(kind) or ()):
+                named += [(f"{section}.{kind}[{i}].{group}", name) for group, chain in item.items()
+                          for name in [group, *chain]]
+    return [(path, f"no model group '{name}' in this config (it only works once /admin/models adds one)")
+            for path, name in named if name not in groups]
+
+
+def _list(data, where):
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ConfigError(f"{where}: expected a list, got {type(data).__name__}")
+    return data
 
 
 def _load(schema, data, where):
@@ -196,7 +284,7 @@ def load(source=None):
     if not os.path.exists(path):
         if explicit:
             raise ConfigError(f"config file not found: {path}")
-        return from_dict({}, path=None)
+        return from_dict({}, path=None, searched=os.path.abspath(path))
     try:
         with open(path, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh) or {}
@@ -209,15 +297,14 @@ def load(source=None):
     return from_dict(raw, path=path)
 
 
-def from_dict(raw, path=None):
+def from_dict(raw, path=None, searched=None):
     if not isinstance(raw, dict):
         raise ConfigError("config: the top level must be a mapping")
-    unknown = sorted(set(raw) - TOP_LEVEL)
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown top-level key (expected one of: "
-                          f"{', '.join(sorted(TOP_LEVEL))})")
-    extra = {str(k): str(v) for k, v in (raw.get("environment_variables") or {}).items()}
-    return Settings(substitute_env(raw, "", extra), path)
+    extra = {str(k): str(v) for k, v in config_keys.mapping(raw.get("environment_variables") or {},
+                                                            "environment_variables").items()}
+    settings = Settings(substitute_env(raw, "", extra), path, searched)
+    validate_database(settings)
+    return settings
 
 
 def check_model(entry, where):
@@ -244,18 +331,87 @@ def missing_param(prefix, params):
     if prefix == "bedrock" and not (params.get("aws_region_name") or params.get("aws_profile_name")
                                     or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
         return "aws_region_name: bedrock deployments need a region (or AWS_REGION in the environment)"
+    if prefix == "bedrock" and not installed("botocore"):
+        return "model: bedrock deployments need botocore: pip install 'deltallm[bedrock]'"
     return None
+
+
+def installed(module):
+    """Whether an optional dependency can be imported, without importing it (the gunicorn master
+    must not import a driver before the workers fork)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def database_kind(url):
+    """'postgres' or 'sqlite' for a database_url (None: the default SQLite file)."""
+    scheme = urlsplit(url).scheme if url else ""
+    if scheme in ("postgres", "postgresql"):
+        return "postgres"
+    if scheme in ("sqlite", "file", ""):
+        return "sqlite"
+    return None
+
+
+def sqlite_path(url):
+    """The file a SQLite database_url names (`sqlite:///path` or a bare path), or ':memory:'."""
+    url = url or DEFAULT_SQLITE
+    if urlsplit(url).scheme == "sqlite":
+        url = url[len("sqlite:///"):] if url.startswith("sqlite:///") else urlsplit(url).path
+    return url or ":memory:"
+
+
+def validate_database(settings):
+    kind = database_kind(settings.database_url)
+    if kind is None:
+        raise ConfigError(f"{settings.source('database_url')}: unsupported scheme "
+                          f"'{urlsplit(settings.database_url).scheme}' (use sqlite:///PATH or postgresql://...)")
+    if kind == "postgres" and not installed("psycopg2"):
+        raise ConfigError(f"{settings.source('database_url')}: PostgreSQL needs the psycopg2 driver: "
+                          "pip install 'deltallm[postgres]'")
+
+
+def describe_url(url):
+    """A service URL without credentials or query string (which may carry a password)."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return f"{parts.scheme}://{parts.path}" if parts.scheme else parts.path
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def describe_database(url):
+    """The database a URL names, for humans: the absolute SQLite path, or the server without credentials."""
+    if database_kind(url) == "postgres":
+        return describe_url(url)
+    path = sqlite_path(url)
+    return "SQLite in memory" if path == ":memory:" else f"SQLite file {os.path.abspath(path)}"
 
 
 def server_settings():
     """Process settings for gunicorn, from the PaaS-style environment."""
     cpu = os.cpu_count() or 1
     return {
-        "port": int(os.environ.get("PORT") or 8000),
+        "port": _whole("PORT", 8000),
         "host": os.environ.get("DELTALLM_HOST") or "0.0.0.0",
         # gevent workers are CPU-bound multiplexers: one per core, not the sync-worker 2n+1
-        "workers": int(os.environ.get("WEB_CONCURRENCY") or cpu),
-        "worker_connections": int(os.environ.get("DELTALLM_WORKER_CONNECTIONS") or 2000),
+        "workers": _whole("WEB_CONCURRENCY", cpu),
+        "worker_connections": _whole("DELTALLM_WORKER_CONNECTIONS", 2000),
         "log_level": os.environ.get("DELTALLM_LOG_LEVEL") or "info",
         "access_log": os.environ.get("DELTALLM_ACCESS_LOG") or None,
     }
+
+
+def _whole(var, default):
+    value = os.environ.get(var)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{var}: must be a whole number, got {value!r}") from None

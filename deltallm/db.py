@@ -6,10 +6,12 @@ from urllib.parse import unquote, urlparse
 from peewee import DatabaseProxy
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
+from deltallm.config import DEFAULT_SQLITE, installed, sqlite_path
+from deltallm.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 database = DatabaseProxy()
-DEFAULT_SQLITE = "deltallm.db"
 
 
 def make_database(url=None):
@@ -17,6 +19,9 @@ def make_database(url=None):
     url = url or DEFAULT_SQLITE
     parsed = urlparse(url)
     if parsed.scheme in ("postgres", "postgresql"):
+        if not installed("psycopg2"):  # Peewee would only say so on the first query
+            raise ConfigError("database_url: PostgreSQL needs the psycopg2 driver: "
+                              "pip install 'deltallm[postgres]'")
         green_psycopg()
         return PooledPostgresqlDatabase(
             unquote(parsed.path.lstrip("/")) or "postgres",
@@ -24,11 +29,8 @@ def make_database(url=None):
             password=unquote(parsed.password) if parsed.password else None,
             host=parsed.hostname or "127.0.0.1", port=parsed.port or 5432,
             max_connections=32, stale_timeout=300, timeout=10, autoconnect=True)
-    if parsed.scheme == "sqlite":
-        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else parsed.path
-        path = path or ":memory:"
-    elif parsed.scheme in ("", "file"):
-        path = url
+    if parsed.scheme in ("sqlite", "", "file"):
+        path = sqlite_path(url)
     else:
         raise ValueError(f"unsupported database_url scheme '{parsed.scheme}' (use sqlite:/// or postgres://)")
     return PooledSqliteDatabase(path, max_connections=64, stale_timeout=300, timeout=10,

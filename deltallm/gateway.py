@@ -1,7 +1,5 @@
 """The process-wide gateway state built once from Settings: registry, router, key store, Redis."""
-import logging
-
-from deltallm import model_store
+from deltallm import banner, model_store
 from deltallm.keys import KeyStore
 from deltallm.router.health import HealthChecker
 from deltallm.router.policy import Policy
@@ -9,8 +7,6 @@ from deltallm.router.registry import ModelRegistry
 from deltallm.router.router import Router
 from deltallm.secrets import SecretBox
 from deltallm.state import make_state
-
-logger = logging.getLogger(__name__)
 
 
 class Gateway:
@@ -22,9 +18,7 @@ class Gateway:
                                       aliases=routing.get("model_group_alias"),
                                       loader=model_store.loader(self.secrets))
         self.keys = KeyStore(settings.master_key)
-        if not settings.master_key:
-            logger.warning("no master_key configured: the admin API is closed; create keys with "
-                           "`deltallm keys create`")
+        banner.warn_once_per_process(settings)
         self.max_body_bytes = int(settings.general["max_request_body_mb"] * 1024 * 1024)
         # the 25 MB audio limit plus room for the other form fields
         self.max_transcription_bytes = int(settings.general["max_transcription_mb"] * 1024 * 1024) + 65536

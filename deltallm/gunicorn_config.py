@@ -25,12 +25,21 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Migrate once, before any worker forks; a bad config stops the start here.
+    """Show the banner and migrate once, before any worker forks; a bad config stops the start here.
 
-    It runs in a child process so that the master never imports Peewee or a database driver: a module
-    imported before gevent patches the workers keeps the real `threading.local`, and Peewee's
-    per-connection state would then be shared by every greenlet of a worker.
+    The banner comes from config data alone. Migrating runs in a child process so that the master
+    never imports Peewee or a database driver: a module imported before gevent patches the workers
+    keeps the real `threading.local`, and Peewee's per-connection state would then be shared by every
+    greenlet of a worker.
     """
+    from deltallm import banner, config
+    from deltallm.errors import ConfigError
+    try:
+        settings = config.load(None)
+    except ConfigError as exc:
+        server.log.error("config error: %s", exc)
+        sys.exit(1)
+    banner.announce(server.log, settings)
     done = subprocess.run([sys.executable, "-m", "deltallm.cli", "migrate", "--quiet"], check=False)
     if done.returncode:
         sys.exit(done.returncode)

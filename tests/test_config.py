@@ -61,7 +61,7 @@ def test_env_overrides(tmp_path, monkeypatch):
     ({"general_settings": {"master_key": "os.environ/DELTALLM_TEST_UNSET"}},
      "general_settings.master_key: environment variable DELTALLM_TEST_UNSET is not set"),
     ({"router_settings": {"routing_strategy": "round-robin"}}, "router_settings.routing_strategy: Must be one of"),
-    ({"model_lst": []}, "model_lst: unknown top-level key"),
+    ({"model_lst": []}, "model_lst: unknown key; did you mean 'model_list'?"),
     ({"model_list": [{"model_name": "a", "deltallm_params": {"model": "azure/dep"}}]},
      "model_list[0].deltallm_params.api_base: azure deployments need"),
     ({"model_list": [{"model_name": "a", "deltallm_params": {"model": "openai/x"}, "model_info": {"mode": "x"}}]},

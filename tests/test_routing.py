@@ -99,3 +99,16 @@ def test_every_deployment_cooling_without_fallback_is_503(client, upstream):
     second = client.post("/v1/chat/completions", headers=MASTER, json={"model": "backup", "messages": MESSAGES})
     assert second.status_code == 503 and second.get_json()["error"]["code"] == "no_healthy_deployments"
     assert 1 <= int(second.headers["Retry-After"]) <= 60
+
+
+def test_fallbacks_naming_unknown_groups_are_warned_about(tmp_path):
+    from deltallm import config
+    settings = config.from_dict({
+        "model_list": [{"model_name": "a", "deltallm_params": {"model": "mock/a"}}],
+        "router_settings": {"fallbacks": [{"a": ["claude-haikuu"]}], "model_group_alias": {"x": "nope"}},
+        "litellm_settings": {"context_window_fallbacks": [{"typo": ["a"]}]},
+    })
+    assert "router_settings.fallbacks[0].a: no model group 'claude-haikuu' in this config" in " ".join(settings.warnings)
+    assert any(w.startswith("router_settings.model_group_alias.x: no model group 'nope'") for w in settings.warnings)
+    assert any(w.startswith("litellm_settings.context_window_fallbacks[0].typo: no model group 'typo'")
+               for w in settings.warnings)

@@ -47,10 +47,13 @@ def list_deployments():
 def add_deployment():
     gw = gateway()
     raw = json_body()
+    if not isinstance(raw, dict):
+        raise InvalidRequest("The body must be one model_list entry (a JSON object).")
     try:
-        entry = config.model_entry(config.substitute_env(raw, "", gw.settings.environment_variables), "body")
+        entry, ignored = config.model_entry(config.substitute_env(raw, "body", gw.settings.environment_variables),
+                                            "body")
     except ConfigError as exc:
-        path, _, message = str(exc).partition(": ")
+        path = str(exc).partition(": ")[0]
         raise InvalidRequest(f"Invalid model entry: {exc}", param=path.removeprefix("body.") or None) from None
     wanted = entry["model_info"].get("id")
     if wanted and (gw.registry.get(wanted) or model_store.exists(wanted)):
@@ -58,7 +61,9 @@ def add_deployment():
                            type="invalid_request_error", code="conflict", param="model_info.id")
     row = model_store.store(gw.secrets, entry["model_name"], entry["params"], entry["model_info"], wanted)
     gw.registry.refresh(force=True)
-    return json_response(views([gw.registry.get(row.id)])[0], 201)
+    created = views([gw.registry.get(row.id)])[0]
+    created["warnings"] = [f"{path.removeprefix('body.')}: {why}" for path, why in ignored]
+    return json_response(created, 201)
 
 
 @bp.delete("/models/<deployment_id>")
