@@ -4,7 +4,9 @@ import time
 import uuid
 
 from flask import g, request
+from werkzeug.exceptions import NotFound
 
+from deltallm.api.body import BoundedInput, has_body
 from deltallm.api.common import gateway
 from deltallm.errors import PermissionDenied
 
@@ -27,11 +29,19 @@ def before():
     # a client's id is kept when it is a plausible id, so it can be used to correlate logs
     g.request_id = given if given and CLIENT_ID.match(given) else f"req_{uuid.uuid4().hex}"
     g.call = None
+    if request.environ.get("PATH_INFO", "").startswith("//"):
+        # werkzeug matches `//v1/models` as `/v1/models`; an unknown route to us, like `/v1//models`
+        request.routing_exception = NotFound()
     if request.routing_exception is not None or request.path.startswith(OPEN_PREFIXES):
         return  # unknown routes answer 404 with or without a key
-    g.principal = principal = gateway().keys.authenticate(presented_key())
+    gw = gateway()
+    g.principal = principal = gw.keys.authenticate(presented_key())
     if request.blueprint == "admin" and not principal.is_master:
         raise PermissionDenied("The admin API needs the master key.")
+    environ = request.environ
+    if has_body(environ):
+        # whoever reads the body (JSON or a multipart form) reads it within the time bound
+        environ["wsgi.input"] = BoundedInput(environ, gw.settings.general["request_body_timeout"])
 
 
 def after(response):

@@ -2,6 +2,7 @@
 import orjson
 from flask import Response, current_app, g, request
 
+from deltallm.api import body as request_body
 from deltallm.errors import InvalidRequest, PermissionDenied
 from deltallm.providers.base import Call
 from deltallm.schemas.common import load
@@ -16,8 +17,7 @@ def gateway():
 
 def json_body(schema=None):
     """The parsed JSON body (validated by `schema` if given); 400 on malformed JSON, 413 if too big."""
-    request.max_content_length = gateway().max_body_bytes
-    raw = request.get_data(cache=False)
+    raw = request_body.read(request.environ, gateway().max_body_bytes)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
