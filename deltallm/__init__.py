@@ -10,8 +10,8 @@ def create_app(config=None):
     from flask import Flask
 
     from deltallm import config as config_module, db
-    from deltallm.api import (admin, audio, auth, chat, completions, embeddings, errors, health, models,
-                              responses)
+    from deltallm.api import (access, admin, audio, auth, chat, completions, embeddings, errors, health,
+                              models, responses)
     from deltallm.gateway import Gateway
 
     settings = config_module.load(config)
@@ -26,6 +26,7 @@ def create_app(config=None):
     for module in (health, models, chat, completions, responses, embeddings, audio, admin):
         app.register_blueprint(module.bp)
     use_server_logging()
+    access.init(config_module.server_settings()["log_format"])
     return app
 
 

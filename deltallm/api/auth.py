@@ -6,6 +6,7 @@ import uuid
 from flask import g, request
 from werkzeug.exceptions import NotFound
 
+from deltallm.api import access
 from deltallm.api.body import BoundedInput, has_body
 from deltallm.api.common import gateway
 from deltallm.errors import PermissionDenied
@@ -47,12 +48,23 @@ def before():
 def after(response):
     headers = response.headers
     headers["x-request-id"] = g.get("request_id") or f"req_{uuid.uuid4().hex}"
+    started = g.get("started")
+    elapsed = time.perf_counter() - started if started is not None else 0.0
     call = g.get("call")
     if call is not None:
-        elapsed = time.perf_counter() - g.started - call.upstream_s
-        headers["x-deltallm-overhead-ms"] = f"{elapsed * 1000:.2f}"
+        headers["x-deltallm-overhead-ms"] = f"{(elapsed - call.upstream_s) * 1000:.2f}"
         if call.deployment is not None:
             headers["x-deltallm-deployment"] = call.deployment.id
+    if access.enabled():
+        record = access.entry(request, g, response, call, elapsed)
+        if response.is_streamed:
+            # logged when the body has been sent: the request context is gone by then
+            tail = g.get("stream_tail")
+            record["stream"] = tail is not None
+            response.response = access.AfterClose(
+                response.response, access.at_stream_end(record, call, tail, started or time.perf_counter()))
+        else:
+            access.emit(record)
     return response
 
 

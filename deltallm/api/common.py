@@ -2,7 +2,7 @@
 import orjson
 from flask import Response, current_app, g, request
 
-from deltallm.api import body as request_body
+from deltallm.api import access, body as request_body
 from deltallm.errors import InvalidRequest, PermissionDenied
 from deltallm.providers.base import Call
 from deltallm.schemas.common import load
@@ -26,11 +26,16 @@ def json_body(schema=None):
 
 
 def json_response(obj, status=200):
+    if type(obj) is dict and "usage" in obj:
+        g.usage = obj["usage"]  # for the access log
     return Response(orjson.dumps(obj), status=status, mimetype=JSON)
 
 
 def sse_response(encoded_events, done=DONE):
     """Stream already-encoded SSE bytes, then `done`; failures mid-stream end with an error event."""
+    if access.enabled():
+        g.stream_tail = tail = [None]
+        encoded_events = access.track_last(encoded_events, tail)
     return Response(guarded(encoded_events, g.request_id, done), mimetype="text/event-stream",
                     headers=HEADERS, direct_passthrough=True)
 
@@ -48,5 +53,6 @@ def model_request(schema):
 
 
 def check_model_access(model):
+    g.model = model
     if not g.principal.may_use_model(model):
         raise PermissionDenied(f"This key is not allowed to use model `{model}`.", param="model")
