@@ -1,7 +1,5 @@
 """One access-log line per request, JSON or text, written at the end of streams, never with the key."""
 import json
-import logging
-
 import pytest
 
 from deltallm import keys
@@ -12,22 +10,24 @@ CHAT = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-class Lines(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
+class Lines(list):
+    """The lines written, once access logging is initialised with a format."""
 
-    def emit(self, record):
-        self.lines.append(record.getMessage())
+    def __init__(self, monkeypatch):
+        super().__init__()
+        self.monkeypatch = monkeypatch
+
+    def init(self, fmt):
+        access.init(fmt)
+        if access.settings["write"] is not None:
+            self.monkeypatch.setitem(access.settings, "write", lambda line: self.append(line.rstrip("\n")))
 
 
 @pytest.fixture
-def lines(app):
-    access.init("json")
-    handler = Lines()
-    access.logger.addHandler(handler)
-    yield handler.lines
-    access.logger.removeHandler(handler)
+def lines(app, monkeypatch):
+    written = Lines(monkeypatch)
+    written.init("json")
+    return written
 
 
 def records(lines):
@@ -72,14 +72,14 @@ def test_refused_key_is_logged_without_the_key(client, lines):
 
 
 def test_text_format_is_one_readable_line(client, master, lines):
-    access.init("text")
+    lines.init("text")
     client.get("/v1/models", headers=master)
     [line] = lines
     assert " GET /v1/models 200 key=master " in line and "stream=false" in line
 
 
 def test_disabled_logging_does_no_work(client, master, lines, monkeypatch):
-    access.init("off")
+    lines.init("off")
     monkeypatch.setattr(access, "entry", lambda *a: pytest.fail("built a log entry"))
     assert client.get("/v1/models", headers=master).status_code == 200
     assert lines == []

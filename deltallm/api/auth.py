@@ -56,7 +56,7 @@ def after(response):
         if call.deployment is not None:
             headers["x-deltallm-deployment"] = call.deployment.id
     if access.enabled():
-        record = access.entry(request, g, response, call, elapsed)
+        record = access.entry(request._get_current_object(), g._get_current_object(), response, call, elapsed)
         if response.is_streamed:
             # logged when the body has been sent: the request context is gone by then
             tail = g.get("stream_tail")
