@@ -1,6 +1,8 @@
 """One access-log line per request, JSON or text, written at the end of streams, never with the key."""
 import json
+
 import pytest
+import requests
 
 from deltallm import keys
 from deltallm.api import access
@@ -86,7 +88,6 @@ def test_disabled_logging_does_no_work(client, master, lines, monkeypatch):
 
 
 def test_json_by_default_under_gunicorn(upstream_url, tmp_path):
-    import requests
     with running_gateway(gateway_config(upstream_url, tmp_path / "log.db"), tmp_path) as url:
         resp = requests.post(url + CHAT, json={"model": "mocky", "messages": HELLO},
                              headers={"Authorization": f"Bearer {MASTER}", "x-request-id": "req-e2e-log"},

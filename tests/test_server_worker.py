@@ -1,4 +1,4 @@
-"""Request bodies within bounds, and the gunicorn worker's JSON answers (end to end: e2e/test_hostile_clients)."""
+"""Request bodies within bounds, and the gunicorn worker's JSON answers (e2e: test_hostile_clients)."""
 import io
 import subprocess
 import sys

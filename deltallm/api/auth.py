@@ -1,4 +1,5 @@
-"""Request hooks: request id and timing, bearer-key authentication, and the gateway's headers."""
+"""Request hooks: request id and timing, bearer-key authentication, body bounds, the gateway's headers
+and the access-log line."""
 import re
 import time
 import uuid
@@ -56,7 +57,9 @@ def after(response):
         if call.deployment is not None:
             headers["x-deltallm-deployment"] = call.deployment.id
     if access.enabled():
-        record = access.entry(request._get_current_object(), g._get_current_object(), response, call, elapsed)
+        # the objects behind the proxies: the entry reads a dozen attributes
+        record = access.entry(request._get_current_object(), g._get_current_object(), response, call,
+                              elapsed)
         if response.is_streamed:
             # logged when the body has been sent: the request context is gone by then
             tail = g.get("stream_tail")
