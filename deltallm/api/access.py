@@ -48,7 +48,7 @@ def entry(request, g, response, call, elapsed_s):
     record = {
         "time": None, "request_id": g.get("request_id"),
         "key_id": None if principal is None else ("master" if principal.is_master else principal.key_id),
-        "method": request.method, "path": rule.rule if rule is not None else request.path[:200],
+        "method": request.method, "path": rule.rule if rule is not None else request.environ.get("PATH_INFO", "")[:200],
         "model": g.get("model"), "deployment": deployment.id if deployment is not None else None,
         "status": response.status_code,
         "upstream_ms": round(upstream_s * 1000, 2) if call is not None else None,

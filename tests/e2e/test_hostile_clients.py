@@ -113,7 +113,7 @@ def test_double_slash_paths_are_404_envelope_without_redirect(gateway, path):
     resp = requests.get(gateway + path, headers={"Authorization": f"Bearer {MASTER}"},
                         allow_redirects=False, timeout=10)
     assert resp.status_code == 404 and "location" not in resp.headers
-    assert resp.json()["error"]["code"] == "not_found"
+    assert resp.json()["error"]["code"] == "not_found" and f"GET {path}." in resp.json()["error"]["message"]
 
 
 # -- item 4: bodies over max_request_body_mb are 413, whatever the transfer encoding --------------
