@@ -76,6 +76,8 @@ class KeyStore:
     def authenticate(self, presented):
         if not presented:
             raise AuthenticationFailed("Missing API key. Send it as 'Authorization: Bearer <key>'.")
+        if len(presented) > MAX_KEY_LENGTH:
+            raise AuthenticationFailed("Incorrect API key provided.")
         principal = self.known.get(presented)
         if principal is None:
             principal = self.resolve(presented)
@@ -85,8 +87,6 @@ class KeyStore:
 
     def resolve(self, presented):
         """The Principal for a key missing from the cache of live keys (the master key is never cached)."""
-        if len(presented) > MAX_KEY_LENGTH:
-            raise AuthenticationFailed("Incorrect API key provided.")
         if self.master_key and hmac.compare_digest(presented.encode(), self.master_key):
             return MASTER
         digest = hashlib.blake2b(presented.encode(), digest_size=16).digest()
