@@ -70,3 +70,10 @@ def test_unknown_keys_are_remembered_and_live_keys_cached(store, clock, api_key,
 def test_master_key_is_never_cached(store, master_key):
     assert store.authenticate(master_key).is_master
     assert len(store.known) == 0 and len(store.unknown) == 0
+
+
+def test_a_long_master_key_still_works():
+    long_master = "m" * 600
+    store = keys.KeyStore(long_master)
+    assert store.authenticate(long_master).is_master
+    refused(store, "m" * 601)
