@@ -1,21 +1,24 @@
 """DeltaLLM: a self-hosted, OpenAI-compatible LLM gateway."""
 import logging
 
-from flask import Flask
-
 __version__ = "0.1.0"
 
 
 def create_app(config=None):
     """Build the WSGI app from a config path, dict or Settings (default: see config.resolve_path)."""
+    # imported here: the gunicorn master imports this package (for deltallm.server) and needs no Flask
+    from flask import Flask
+
     from deltallm import config as config_module, db
-    from deltallm.api import (admin, admin_models, audio, auth, chat, completions, embeddings, errors, health,
-                              models, responses)
+    from deltallm.api import (access, admin, admin_models, audio, auth, chat, completions, embeddings, errors,
+                              health, models, responses)
     from deltallm.gateway import Gateway
 
     settings = config_module.load(config)
     app = Flask(__name__)
     app.json.sort_keys = False
+    # `//v1/models` is an unknown route (404), not a redirect to /v1/models: clients never see HTML
+    app.url_map.merge_slashes = False
     db.init(settings.database_url)
     app.extensions["deltallm"] = Gateway(settings)
     errors.init_app(app)
@@ -23,6 +26,7 @@ def create_app(config=None):
     for module in (health, models, chat, completions, responses, embeddings, audio, admin, admin_models):
         app.register_blueprint(module.bp)
     use_server_logging()
+    access.init(config_module.server_settings()["log_format"])
     return app
 
 

@@ -404,6 +404,8 @@ def server_settings():
         "worker_connections": _whole("DELTALLM_WORKER_CONNECTIONS", 2000),
         "log_level": os.environ.get("DELTALLM_LOG_LEVEL") or "info",
         "access_log": os.environ.get("DELTALLM_ACCESS_LOG") or None,
+        # DeltaLLM's own per-request line: json | text | off (unset: json under gunicorn without a TTY)
+        "log_format": (os.environ.get("DELTALLM_LOG_FORMAT") or "").strip().lower() or None,
     }
 
 

@@ -8,7 +8,8 @@ _server = server_settings()
 
 bind = f"{_server['host']}:{_server['port']}"
 workers = _server["workers"]
-worker_class = "gevent"
+# gunicorn's gevent worker, answering malformed HTTP with the JSON error envelope instead of HTML
+worker_class = "deltallm.server.Worker"
 # One gevent worker multiplexes thousands of slow upstream calls and open streams.
 worker_connections = _server["worker_connections"]
 # For gevent workers this is a heartbeat, not a per-request limit: long streams are unaffected.

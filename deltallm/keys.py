@@ -3,8 +3,8 @@ import datetime
 import hashlib
 import hmac
 import secrets
-import threading
 import time
+from collections import OrderedDict
 
 from deltallm.db import connection
 from deltallm.errors import AuthenticationFailed
@@ -13,7 +13,10 @@ from deltallm.models import ApiKey, utcnow
 KEY_PREFIX = "sk-dl-"
 # Revocation must reach every worker within a second: no cached answer lives longer than this.
 CACHE_TTL = 1.0
-CACHE_MAX = 50_000
+# Bounds per worker: a flood of distinct keys costs at most this many small entries, not memory.
+CACHE_MAX = 10_000
+# A real key is about 60 characters; anything this long is refused before it is hashed or cached.
+MAX_KEY_LENGTH = 512
 
 
 def hash_secret(salt, secret):
@@ -58,31 +61,44 @@ MASTER = Principal()
 
 
 class KeyStore:
-    """Authenticates bearer keys; caches results for at most CACHE_TTL seconds per worker."""
+    """Authenticates bearer keys; caches answers for at most CACHE_TTL seconds per worker.
+
+    Live keys are cached by the key itself (the hot path is one dict lookup); unknown keys by a
+    16-byte digest, so a client cycling through bad keys neither reaches the database on every retry
+    nor makes the worker hold what it sent. Both caches are bounded and drop expired entries first.
+    """
 
     def __init__(self, master_key):
         self.master_key = master_key.encode() if master_key else None
-        self.cache = {}
-        self.lock = threading.Lock()
+        # an operator's long master key is still accepted
+        self.max_length = max(MAX_KEY_LENGTH, len(master_key or ""))
+        self.known = TtlCache()
+        self.unknown = TtlCache()
 
     def authenticate(self, presented):
         if not presented:
             raise AuthenticationFailed("Missing API key. Send it as 'Authorization: Bearer <key>'.")
-        if self.master_key and hmac.compare_digest(presented.encode(), self.master_key):
-            return MASTER
-        now = time.monotonic()
-        hit = self.cache.get(presented)
-        if hit is None or hit[0] < now:
-            principal = self.lookup(presented)
-            if len(self.cache) >= CACHE_MAX:
-                self.cache.clear()
-            self.cache[presented] = hit = (now + CACHE_TTL, principal)
-        principal = hit[1]
-        if principal is None:
+        if len(presented) > self.max_length:
             raise AuthenticationFailed("Incorrect API key provided.")
+        principal = self.known.get(presented)
+        if principal is None:
+            principal = self.resolve(presented)
         if principal.expires_at is not None and principal.expires_at <= utcnow():
             raise AuthenticationFailed("This API key has expired.")
         return principal
+
+    def resolve(self, presented):
+        """The Principal for a key missing from the cache of live keys (the master key is never cached)."""
+        if self.master_key and hmac.compare_digest(presented.encode(), self.master_key):
+            return MASTER
+        digest = hashlib.blake2b(presented.encode(), digest_size=16).digest()
+        if self.unknown.get(digest) is None:
+            principal = self.lookup(presented)
+            if principal is not None:
+                self.known.put(presented, principal)
+                return principal
+            self.unknown.put(digest, True)
+        raise AuthenticationFailed("Incorrect API key provided.")
 
     @staticmethod
     def lookup(presented):
@@ -97,6 +113,36 @@ class KeyStore:
         if row is None or not hmac.compare_digest(row.key_hash, hash_secret(row.salt, secret)):
             return None
         return Principal(row)
+
+
+class TtlCache:
+    """A bounded map whose entries live CACHE_TTL seconds; the oldest go first when it is full.
+
+    Every entry gets the same lifetime, so insertion order is expiry order and eviction only ever
+    looks at the front. Answers are not refreshed on a hit: revocation must show within CACHE_TTL.
+    """
+
+    def __init__(self, ttl=CACHE_TTL, size=CACHE_MAX):
+        self.ttl = ttl
+        self.size = size
+        self.entries = OrderedDict()
+
+    def get(self, key):
+        hit = self.entries.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key, value):
+        now = time.monotonic()
+        entries = self.entries
+        entries.pop(key, None)
+        while entries and (len(entries) >= self.size or next(iter(entries.values()))[0] < now):
+            entries.popitem(last=False)
+        entries[key] = (now + self.ttl, value)
+
+    def __len__(self):
+        return len(self.entries)
 
 
 def parse_time(value):

@@ -1,10 +1,14 @@
-"""Request hooks: request id and timing, bearer-key authentication, and the gateway's headers."""
+"""Request hooks: request id and timing, bearer-key authentication, body bounds, the gateway's headers
+and the access-log line."""
 import re
 import time
 import uuid
 
 from flask import g, request
+from werkzeug.exceptions import NotFound
 
+from deltallm.api import access
+from deltallm.api.body import BoundedInput, has_body
 from deltallm.api.common import gateway
 from deltallm.errors import PermissionDenied
 
@@ -28,24 +32,45 @@ def before():
     # a client's id is kept when it is a plausible id, so it can be used to correlate logs
     g.request_id = given if given and CLIENT_ID.match(given) else f"req_{uuid.uuid4().hex}"
     g.call = None
+    if request.environ.get("PATH_INFO", "").startswith("//"):
+        # werkzeug matches `//v1/models` as `/v1/models`; an unknown route to us, like `/v1//models`
+        request.routing_exception = NotFound()
     if request.routing_exception is not None or request.path.startswith(OPEN_PREFIXES):
         return  # unknown routes answer 404 with or without a key
-    g.principal = principal = gateway().keys.authenticate(presented_key())
+    gw = gateway()
+    g.principal = principal = gw.keys.authenticate(presented_key())
     if request.blueprint in ADMIN and not principal.is_master:
         raise PermissionDenied("The admin API needs the master key.")
+    environ = request.environ
+    if has_body(environ):
+        # whoever reads the body (JSON or a multipart form) reads it within the time bound
+        environ["wsgi.input"] = BoundedInput(environ, gw.settings.general["request_body_timeout"])
 
 
 def after(response):
     headers = response.headers
     headers["x-request-id"] = g.get("request_id") or f"req_{uuid.uuid4().hex}"
+    started = g.get("started")
+    elapsed = time.perf_counter() - started if started is not None else 0.0
     call = g.get("call")
     if call is not None:
-        elapsed = time.perf_counter() - g.started - call.upstream_s
-        headers["x-deltallm-overhead-ms"] = f"{elapsed * 1000:.2f}"
+        headers["x-deltallm-overhead-ms"] = f"{(elapsed - call.upstream_s) * 1000:.2f}"
         if call.deployment is not None:
             headers["x-deltallm-deployment"] = call.deployment.id
         if call.fallback is not None:
             headers["x-deltallm-fallback"] = call.fallback
+    if access.enabled():
+        # the objects behind the proxies: the entry reads a dozen attributes
+        record = access.entry(request._get_current_object(), g._get_current_object(), response, call,
+                              elapsed)
+        if response.is_streamed:
+            # logged when the body has been sent: the request context is gone by then
+            tail = g.get("stream_tail")
+            record["stream"] = tail is not None
+            response.response = access.AfterClose(
+                response.response, access.at_stream_end(record, call, tail, started or time.perf_counter()))
+        else:
+            access.emit(record)
     return response
 
 

@@ -2,6 +2,7 @@
 import orjson
 from flask import Response, current_app, g, request
 
+from deltallm.api import access, body as request_body
 from deltallm.errors import InvalidRequest, PermissionDenied
 from deltallm.providers.base import Call
 from deltallm.schemas.common import load
@@ -16,8 +17,7 @@ def gateway():
 
 def json_body(schema=None):
     """The parsed JSON body (validated by `schema` if given); 400 on malformed JSON, 413 if too big."""
-    request.max_content_length = gateway().max_body_bytes
-    raw = request.get_data(cache=False)
+    raw = request_body.read(request.environ, gateway().max_body_bytes)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -26,11 +26,16 @@ def json_body(schema=None):
 
 
 def json_response(obj, status=200):
+    if type(obj) is dict and "usage" in obj:
+        g.usage = obj["usage"]  # for the access log
     return Response(orjson.dumps(obj), status=status, mimetype=JSON)
 
 
 def sse_response(encoded_events, done=DONE):
     """Stream already-encoded SSE bytes, then `done`; failures mid-stream end with an error event."""
+    if access.enabled():
+        g.stream_tail = tail = [None]
+        encoded_events = access.track_last(encoded_events, tail)
     return Response(guarded(encoded_events, g.request_id, done), mimetype="text/event-stream",
                     headers=HEADERS, direct_passthrough=True)
 
@@ -61,5 +66,6 @@ def request_fallbacks(body):
 
 
 def check_model_access(model):
+    g.model = model
     if not g.principal.may_use_model(model):
         raise PermissionDenied(f"This key is not allowed to use model `{model}`.", param="model")

@@ -18,10 +18,16 @@ def render(exc):
     return response
 
 
+def raw_path():
+    """The path as sent: werkzeug's request.path turns a leading `//` into `/`."""
+    path = request.environ.get("PATH_INFO", "")
+    return path[:300] if path.startswith("//") else request.path[:300]
+
+
 def from_http(exc):
     """Werkzeug's HTML errors (routing, size, parsing) as gateway errors."""
     if exc.code == 404:
-        return NotFound(f"Unknown request URL: {request.method} {request.path}. Please check the URL "
+        return NotFound(f"Unknown request URL: {request.method} {raw_path()}. Please check the URL "
                         "for typos, or see the docs at /v1/models for the models you can call.")
     if exc.code == 405:
         return MethodNotAllowed(f"Method {request.method} is not allowed for {request.path}.")
