@@ -17,6 +17,7 @@ WINDOW_MS = 60_000
 NANO = 1_000_000_000          # spend is counted in nano-USD integers: exact sums, atomic INCRBY
 NO_DURATION_TTL_MS = 7 * 86400 * 1000   # an all-time spend counter is re-seeded from the usage log weekly
 WARN_EVERY_S = 60
+RETRY_REDIS_AFTER_S = 5     # after a Redis failure, requests skip it this long instead of each timing out
 
 
 class BudgetExceeded(GatewayError):
@@ -26,6 +27,10 @@ class BudgetExceeded(GatewayError):
 class LimiterUnavailable(GatewayError):
     """Redis is unreachable and rate_limit_fail_open is false: refuse rather than serve unlimited."""
     status, type, code = 503, "service_unavailable", "rate_limiter_unavailable"
+
+
+class _RedisSkipped(Exception):
+    """Redis failed moments ago: go straight to the fail-open/closed path."""
 
 
 class Policy(NamedTuple):
@@ -123,6 +128,7 @@ class Limiter:
         self.seed_fn = seed or (lambda key_id, start: 0.0)
         self.clock = clock
         self._warned_at = -WARN_EVERY_S
+        self._redis_down_until = 0.0
 
     def warn(self, message):
         """Log a limiter problem at most once per WARN_EVERY_S (a Redis outage is one line a minute)."""
@@ -170,10 +176,14 @@ class Limiter:
                 _limit(policy.parallel), max(int(tokens), 0), self.lease_ms, budget, cost_nano, reset_ms]
         backend = self.primary
         try:
+            if backend is not self.local and time.monotonic() < self._redis_down_until:
+                raise _RedisSkipped()
             result = self._run(backend, policy, keys, args, start, end, now_ms)
         except Exception as error:  # noqa: BLE001 - any Redis failure: the fail-open/closed setting decides
             if backend is self.local:
                 raise
+            if not isinstance(error, _RedisSkipped):
+                self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER_S
             if not self.fail_open:
                 self.warn(f"rate limiter unavailable ({error.__class__.__name__}): refusing requests "
                           "(rate_limit_fail_open is false)")

@@ -5,6 +5,10 @@ import logging
 
 import pytest
 import redis as redis_lib
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from deltallm.governance import limits as limits_module
 
 from deltallm.errors import RateLimited
 from deltallm.governance.limits import (BudgetExceeded, Limiter, LimiterUnavailable, Policy, reset_text)
@@ -160,19 +164,34 @@ def test_exactly_the_limit_passes_under_concurrency_with_redis(redis_client, pre
 
 @pytest.mark.parametrize("fail_open", [True, False])
 def test_redis_down_fails_open_to_per_worker_limits_or_closed(fail_open, clock, caplog):
-    dead = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+    dead = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2,
+                           retry=Retry(NoBackoff(), 0))
     limiter, policy = Limiter(dead, fail_open=fail_open, clock=clock), Policy("k10", rpm=2)
+    calls = []
+    real = limiter.primary.acquire
+    limiter.primary.acquire = lambda *a: calls.append(1) or real(*a)
     caplog.set_level(logging.WARNING, logger="deltallm.governance.limits")
     if not fail_open:
         with pytest.raises(LimiterUnavailable) as info:
             limiter.acquire(policy, "m")
         assert info.value.status == 503 and info.value.headers["Retry-After"] == "1"
+        with pytest.raises(LimiterUnavailable):
+            limiter.acquire(policy, "m")
+        assert len(calls) == 1      # the second request did not wait on Redis again
         return
     limiter.acquire(policy, "m").finish(tokens=3)
     limiter.acquire(policy, "m")
     refused(limiter, policy)        # still limited, within this worker
     warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1       # once per interval, not per request
+    assert len(calls) == 1          # Redis is retried only after RETRY_REDIS_AFTER_S
+    limits_module.RETRY_REDIS_AFTER_S = 0
+    try:
+        limiter._redis_down_until = 0
+        refused(limiter, policy)
+        assert len(calls) == 2
+    finally:
+        limits_module.RETRY_REDIS_AFTER_S = 5
 
 
 def test_reset_header_format():
