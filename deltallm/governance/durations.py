@@ -1,6 +1,7 @@
 """Budget durations (`30s`, `15m`, `1h`, `1d`, `1mo`) and the budget period containing a moment."""
 import calendar
 import datetime
+import functools
 import re
 
 from deltallm.errors import InvalidRequest
@@ -9,6 +10,7 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(mo|s|m|h|d)\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+@functools.lru_cache(maxsize=256)
 def parse_duration(text):
     """`(count, unit)` for a budget duration; raises InvalidRequest naming the accepted units."""
     match = _DURATION.match(str(text or ""))

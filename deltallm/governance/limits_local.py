@@ -10,6 +10,7 @@ class LocalBackend:
         self.logs = {}      # name -> list of [score, id, amount], in score order
         self.sums = {}      # name -> int
         self.values = {}    # name -> [int, expires_at_ms]
+        self.entries = {}   # (token log name, id) -> its entry, so settling does not scan the log
 
     def _trim(self, name, upto):
         log = self.logs.get(name)
@@ -20,6 +21,8 @@ class LocalBackend:
             cut += 1
         if cut:
             self.sums[name] = self.sums.get(name, 0) - sum(entry[2] for entry in log[:cut])
+            for entry in log[:cut]:
+                self.entries.pop((name, entry[1]), None)
             del log[:cut]
         if not log:
             self.logs.pop(name, None)
@@ -102,7 +105,8 @@ class LocalBackend:
                 self.logs.setdefault(name, []).append([now, rid, 0])
         for i, (name, limit) in enumerate((tok, mtok)):
             if limit >= 0:
-                self.logs.setdefault(name, []).append([now, rid, held[i]])
+                entry = self.entries[(name, rid)] = [now, rid, held[i]]
+                self.logs.setdefault(name, []).append(entry)
                 self.sums[name] = self.sums.get(name, 0) + held[i]
         if par[1] >= 0:
             self._insert(par[0], [now + lease, rid, 0])
@@ -122,11 +126,10 @@ class LocalBackend:
         with self.lock:
             self._remove(keys[6], rid)
             for flag, name, actual in ((has_tpm, keys[1], actual_key), (has_mtpm, keys[4], actual_model)):
-                if flag == "1":
-                    for entry in self.logs.get(name, ()):
-                        if entry[1] == rid:
-                            self.sums[name] += int(actual) - entry[2]
-                            entry[2] = int(actual)
+                entry = self.entries.get((name, rid)) if flag == "1" else None
+                if entry is not None:
+                    self.sums[name] += int(actual) - entry[2]
+                    entry[2] = int(actual)
             if has_budget == "1":
                 removed = self._remove(keys[8], rid)
                 if removed is not None:
