@@ -14,6 +14,7 @@ from deltallm.governance.limits_local import LocalBackend
 logger = logging.getLogger(__name__)
 
 WINDOW_MS = 60_000
+EPOCH = datetime.datetime(1970, 1, 1)    # the anchor of a budget without one: its counter stays put
 NANO = 1_000_000_000          # spend is counted in nano-USD integers: exact sums, atomic INCRBY
 NO_DURATION_TTL_MS = 7 * 86400 * 1000   # an all-time spend counter is re-seeded from the usage log weekly
 WARN_EVERY_S = 60
@@ -139,7 +140,7 @@ class Limiter:
 
     def _period(self, policy, now):
         now_dt = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).replace(tzinfo=None)
-        anchor = policy.budget_anchor or now_dt
+        anchor = policy.budget_anchor or EPOCH
         return period(anchor, policy.budget_duration, now_dt) + (now_dt,)
 
     def _keys(self, policy, model, start):

@@ -109,3 +109,13 @@ def estimate(price, prompt_tokens, max_output_tokens=0):
     if not price.known:
         return 0.0
     return prompt_tokens * price.input + (max_output_tokens or 0) * price.output
+
+
+def highest(group):
+    """The dearest of a model group's Prices (per field): what a budget reserves before the router
+    has picked the deployment. Computed once per group when the registry changes."""
+    group = [price for price in group if price.known]
+    if not group:
+        return None
+    return Price(name=group[0].name, known=True, input=max(p.input for p in group),
+                 output=max(p.output for p in group))
