@@ -42,8 +42,10 @@ def main():
     print(f"prompt tokens of a typical chat body ({tokens.count_prompt(BODY)} tokens): "
           f"{per_call_us(lambda i: tokens.count_prompt(BODY), 2000):.1f} us")
     price = prices.price_for("openai/gpt-4o-mini")
-    print(f"price_for (once per deployment): {per_call_us(lambda i: prices.price_for('openai/gpt-4o-mini'), 2000):.1f} us;"
-          f" cost(): {per_call_us(lambda i: prices.cost(price, {'prompt_tokens': 44, 'completion_tokens': 20}), 20000):.2f} us")
+    lookup = per_call_us(lambda i: prices.price_for("openai/gpt-4o-mini"), 2000)
+    usage = {"prompt_tokens": 44, "completion_tokens": 20}
+    print(f"price_for (once per deployment): {lookup:.1f} us; "
+          f"cost(): {per_call_us(lambda i: prices.cost(price, usage), 20000):.2f} us")
     writer = UsageWriter(max_queue=10**7, interval=3600)
     writer._ensure_started = lambda: None       # measure the request-path part only: build + enqueue
     print("usage record (build + enqueue): %.2f us" % per_call_us(lambda i: writer.record(make_record(

@@ -63,15 +63,18 @@ class Gate:
 
     def admit(self, policy, model, body, *, endpoint, stream=False, price=None, tokenizer_model=None,
               request_id=None):
-        """`policy` None is the master key. Check and reserve `policy`'s limits for one request to public model `model`. Reserves the
-        prompt tokens of `body` (counted with `tokenizer_model`'s tokenizer, default the public name)
-        plus its max_tokens, and their cost at `price` (the model group's highest Price, or None).
-        Raises RateLimited / BudgetExceeded (429, headers incl. Retry-After) or LimiterUnavailable (503)."""
+        """Check and reserve `policy`'s limits (None: the master key, never limited) for one request
+        to public model `model`. Reserves the prompt tokens of `body` (counted with `tokenizer_model`'s
+        tokenizer, default the public name) plus its max_tokens, and their cost at `price` (the model
+        group's highest Price, or None). Raises RateLimited / BudgetExceeded (429 with headers incl.
+        Retry-After) or LimiterUnavailable (503)."""
         policy = policy or Policy(None)     # the master key: recorded, never limited
         prompt = out = 0
         if policy.tpm is not None or policy.model_tpm or policy.max_budget is not None:
             prompt = tokens.count_prompt(body, tokenizer_model or model)
             out = tokens.max_output(body)
-        cost = prices.estimate(price, prompt, out) if price is not None and policy.max_budget is not None else 0.0
+        cost = 0.0
+        if price is not None and policy.max_budget is not None:
+            cost = prices.estimate(price, prompt, out)
         grant = self.limiter.acquire(policy, model, tokens=prompt + out, cost=cost)
         return Ticket(self, grant, policy, model, endpoint, stream, request_id or uuid.uuid4().hex)

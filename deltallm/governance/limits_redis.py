@@ -37,7 +37,9 @@ end
 if budget >= 0 and redis.call('EXISTS', KEYS[8]) == 0 then return {2} end
 
 local hl, hr, hreset, tl, tr, treset = -1, -1, 0, -1, -1, 0
-local function refuse(reason, retry) return {0, reason, math.max(retry, 1), hl, hr, hreset, tl, tr, treset} end
+local function refuse(reason, retry)
+  return {0, reason, math.max(retry, 1), hl, hr, hreset, tl, tr, treset}
+end
 
 if par >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)

@@ -35,9 +35,10 @@ def test_fixed_periods_follow_each_other_from_the_anchor():
 def test_calendar_months_clamp_to_short_months_and_come_back_to_the_anchor_day():
     assert add_months(A, 1) == dt.datetime(2026, 2, 28, 10)
     assert period(A, "1mo", dt.datetime(2026, 2, 15)) == (A, dt.datetime(2026, 2, 28, 10))
-    assert period(A, "1mo", dt.datetime(2026, 3, 1)) == (dt.datetime(2026, 2, 28, 10), dt.datetime(2026, 3, 31, 10))
-    assert period(A, "1mo", dt.datetime(2026, 3, 31, 10)) == (dt.datetime(2026, 3, 31, 10), dt.datetime(2026, 4, 30, 10))
-    assert period(A, "2mo", dt.datetime(2027, 1, 1)) == (dt.datetime(2026, 11, 30, 10), dt.datetime(2027, 1, 31, 10))
+    day = dt.datetime
+    assert period(A, "1mo", day(2026, 3, 1)) == (day(2026, 2, 28, 10), day(2026, 3, 31, 10))
+    assert period(A, "1mo", day(2026, 3, 31, 10)) == (day(2026, 3, 31, 10), day(2026, 4, 30, 10))
+    assert period(A, "2mo", day(2027, 1, 1)) == (day(2026, 11, 30, 10), day(2027, 1, 31, 10))
     assert period(A, "1mo", dt.datetime(2026, 1, 31, 9)) == (A, dt.datetime(2026, 2, 28, 10))
 
 

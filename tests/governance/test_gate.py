@@ -25,7 +25,8 @@ def gate(tmp_path, clock):
 def test_tokens_reserved_from_the_body_then_replaced_by_the_real_usage(gate):
     policy = Policy("k1", tpm=200)
     ticket = gate.admit(policy, "gpt-4o", BODY, endpoint="/v1/chat/completions")
-    assert ticket.headers["x-ratelimit-remaining-tokens"] == str(200 - (9 + 50))   # 9 prompt tokens + max_tokens
+    # 9 prompt tokens + max_tokens reserved
+    assert ticket.headers["x-ratelimit-remaining-tokens"] == str(200 - (9 + 50))
     price = prices.price_for("openai/gpt-4o")
     cost = ticket.done(200, {"prompt_tokens": 10, "completion_tokens": 5}, deployment="d1", price=price)
     assert cost == pytest.approx(10 * 2.5e-6 + 5 * 1e-5)

@@ -1,4 +1,4 @@
-"""The limiter: sliding-window rpm/tpm, per-model maps, parallel leases, budgets, over Redis and in process."""
+"""The limiter: sliding-window rpm/tpm, per-model maps, parallel leases, budgets; Redis and in process."""
 import concurrent.futures
 import datetime
 import logging

@@ -1,4 +1,4 @@
-"""The usage writer (batches, outage, overflow, drain) and the spend/usage reports on SQLite and PostgreSQL."""
+"""The usage writer (batches, outage, overflow, drain) and the spend/usage reports, SQLite and PostgreSQL."""
 import datetime as dt
 import time
 import uuid
@@ -91,7 +91,8 @@ def test_records_wait_through_a_database_outage_then_land(pg_url):
         assert writer.close(timeout=10)
         assert writer.written == 4
         with db.connection():
-            assert sorted(r.created_at for r in models.Usage.select()) == [row(i)["created_at"] for i in range(4)]
+            stored = sorted(r.created_at for r in models.Usage.select())
+        assert stored == [row(i)["created_at"] for i in range(4)]
     finally:
         writer.close(timeout=0)
         handle.close_all()
@@ -153,10 +154,39 @@ def test_usage_list_pages_newest_first_with_filters(database):
 
 def test_the_limiters_spend_is_seeded_from_the_usage_log_of_the_period(database):
     from deltallm.governance.limits import Limiter, Policy
-    load([row(0, "k1", spend=0.5), row(30, "k1", spend=0.25), row(90, "k1", spend=1.0), row(91, "k2", spend=9)])
+    load([row(0, "k1", spend=0.5), row(30, "k1", spend=0.25), row(90, "k1", spend=1.0),
+          row(91, "k2", spend=9)])
     now = (T0 + dt.timedelta(minutes=95)).replace(tzinfo=dt.timezone.utc).timestamp()
     limiter = Limiter(None, seed=reports.spend_since, clock=lambda: now)
     policy = Policy("k1", max_budget=1.2, budget_duration="1h", budget_anchor=T0)
     assert limiter.spend(policy) == (1.0, T0 + dt.timedelta(hours=2))   # only this period's record
     limiter.acquire(policy, "gpt-4o", cost=0.1).finish(cost=0.15)
     assert limiter.spend(policy)[0] == pytest.approx(1.15)
+
+
+GEVENT_SCRIPT = """
+from gevent import monkey; monkey.patch_all()
+import sys, gevent
+from deltallm import db, models
+from deltallm.governance.usage import UsageWriter, make_record
+db.init(sys.argv[1]); models.migrate()
+writer = UsageWriter(interval=0.05)
+for i in range(3):
+    writer.record(make_record(key_id="k", model="m", deployment="d", endpoint="/v1/embeddings", status=200))
+gevent.sleep(0.5)
+background = writer.written
+writer.record(make_record(key_id="k", model="m", deployment="d", endpoint="/v1/embeddings", status=200))
+writer.close()
+with db.connection():
+    print(background, writer.written, models.Usage.select().count())
+"""
+
+
+def test_the_flusher_is_a_greenlet_under_gevent(tmp_path):
+    """As in the gevent server: the thread is a greenlet and SQLite's same-thread check cannot trip."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT, str(tmp_path / "g.db")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["3", "4", "4"]
