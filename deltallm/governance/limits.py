@@ -30,6 +30,10 @@ class LimiterUnavailable(GatewayError):
     status, type, code = 503, "service_unavailable", "rate_limiter_unavailable"
 
 
+class _SeedFailed(Exception):
+    """The usage log could not be read to seed a period's spend counter."""
+
+
 class _RedisSkipped(Exception):
     """Redis failed moments ago: go straight to the fail-open/closed path."""
 
@@ -151,7 +155,10 @@ class Limiter:
                 f"{base}:bresn"]
 
     def _seed(self, backend, policy, keys, start, end, now_ms):
-        spent = self.seed_fn(policy.key_id, start)
+        try:
+            spent = self.seed_fn(policy.key_id, start)
+        except Exception as error:  # noqa: BLE001 - the database, not Redis, failed
+            raise _SeedFailed(error.__class__.__name__) from error
         ttl = NO_DURATION_TTL_MS if end is None else \
             int((end - start).total_seconds() * 1000) + 86_400_000
         backend.seed(keys[7], int(round(spent * NANO)), ttl, now_ms=now_ms)
@@ -180,6 +187,8 @@ class Limiter:
             if backend is not self.local and time.monotonic() < self._redis_down_until:
                 raise _RedisSkipped()
             result = self._run(backend, policy, keys, args, start, end, now_ms)
+        except LimiterUnavailable:
+            raise
         except Exception as error:  # noqa: BLE001 - any Redis failure: the fail-open/closed setting decides
             if backend is self.local:
                 raise
@@ -198,13 +207,20 @@ class Limiter:
         if int(result[0]) != 1:
             self._refuse(policy, result, headers, keys, backend, now_ms)
         flags = ("1" if policy.tpm is not None else "0", "1" if mtpm is not None else "0",
-                 "1" if budget >= 0 else "0")
+                 "1" if args[10] >= 0 else "0")
         return Grant(self, backend, keys, rid, (int(result[9]), int(result[10])), cost_nano, flags, headers)
 
     def _run(self, backend, policy, keys, args, start, end, now_ms):
         result = backend.acquire(keys, args)
         if int(result[0]) == 2:       # no spend counter for this period yet: seed it, then again
-            self._seed(backend, policy, keys, start, end, now_ms)
+            try:
+                self._seed(backend, policy, keys, start, end, now_ms)
+            except _SeedFailed as error:
+                if not self.fail_open:
+                    raise LimiterUnavailable("spend unavailable, retry shortly",
+                                             headers={"Retry-After": "1"}) from error
+                self.warn(f"usage log unavailable ({error}): budgets are not checked until it is back")
+                args[10], args[11] = -1, 0      # this request goes without the budget check
             result = backend.acquire(keys, args)
         return result
 
@@ -232,6 +248,8 @@ class Limiter:
                     self._seed(backend, policy, keys, start, end, int(now * 1000))
                     value = backend.spend(keys[7], now_ms=int(now * 1000)) or 0
                 return value / NANO, end
+            except _SeedFailed:
+                raise
             except Exception as error:  # noqa: BLE001
                 self.warn(f"could not read spend from Redis ({error.__class__.__name__})")
         return self.seed_fn(policy.key_id, start), end

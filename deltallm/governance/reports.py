@@ -84,7 +84,7 @@ def spend_report(key_id=None, model=None, start=None, end=None, group_by=None):
 
 
 def public(row):
-    return {"id": row.id, "object": "usage", "request_id": row.request_id, "created_at": iso(row.created_at),
+    return {"id": row.id, "request_id": row.request_id, "created_at": iso(row.created_at),
             "key_id": row.key_id, "model": row.model, "deployment": row.deployment,
             "endpoint": row.endpoint, "status": row.status, "prompt_tokens": row.prompt_tokens,
             "completion_tokens": row.completion_tokens, "total_tokens": row.total_tokens,

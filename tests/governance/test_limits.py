@@ -197,3 +197,19 @@ def test_redis_down_fails_open_to_per_worker_limits_or_closed(fail_open, clock, 
 def test_reset_header_format():
     assert [reset_text(ms) for ms in (0, 120, 1000, 1001, 59_000, 60_000, 361_000)] == \
         ["0ms", "120ms", "1s", "2s", "59s", "1m0s", "6m1s"]
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_usage_log_down_when_seeding_a_budget(fail_open, clock, caplog):
+    def broken(key_id, start):
+        raise OSError("database unavailable")
+    limiter = Limiter(None, seed=broken, clock=clock, fail_open=fail_open)
+    policy = Policy("k11", rpm=5, max_budget=1.0)
+    if not fail_open:
+        with pytest.raises(LimiterUnavailable):
+            limiter.acquire(policy, "m")
+        return
+    grant = limiter.acquire(policy, "m", cost=0.5)      # served, without the budget check
+    assert grant.headers["x-ratelimit-remaining-requests"] == "4" and grant.flags[2] == "0"
+    grant.finish(cost=0.5)
+    assert "budgets are not checked" in caplog.text
