@@ -146,6 +146,9 @@ class LocalBackend:
 
     def seed(self, key, nano, ttl_ms, now_ms=0):
         with self.lock:
+            # a new period began somewhere: forget the counters of periods that are over
+            for name in [n for n, (_, until) in self.values.items() if until is not None and until <= now_ms]:
+                del self.values[name]
             if self._value(key, now_ms) is None:
                 self.values[key] = [int(nano), now_ms + ttl_ms if ttl_ms else None]
 

@@ -213,3 +213,12 @@ def test_usage_log_down_when_seeding_a_budget(fail_open, clock, caplog):
     assert grant.headers["x-ratelimit-remaining-requests"] == "4" and grant.flags[2] == "0"
     grant.finish(cost=0.5)
     assert "budgets are not checked" in caplog.text
+
+
+def test_the_in_process_backend_forgets_counters_of_periods_that_are_over(clock):
+    limiter = Limiter(None, clock=clock)
+    policy = Policy("k12", max_budget=5.0, budget_duration="30s")
+    for _ in range(5):
+        limiter.acquire(policy, "m", cost=0.1).finish(cost=0.1)
+        clock.advance(86_400 + 31)      # the counter lives a period plus a day
+    assert len(limiter.local.values) == 1
