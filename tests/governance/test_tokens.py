@@ -70,3 +70,14 @@ def test_huge_prompts_are_capped_not_tokenized_whole(monkeypatch):
     count = tokens.count_prompt({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
     assert sum(seen) <= tokens.MAX_EXACT_CHARS          # the rest is extrapolated, not tokenized
     assert abs(count - exact) / exact < 0.02            # from the ratio measured on the head
+
+
+def test_a_corrupt_rank_file_is_refused_and_counts_fall_back_to_estimates(tmp_path, monkeypatch, caplog):
+    (tmp_path / "o200k_base.tiktoken").write_bytes(b"aGVsbG8= 0\n")
+    monkeypatch.setattr(tokens, "DATA", tmp_path)
+    tokens.encoding.cache_clear()
+    try:
+        assert tokens.encoding("o200k_base") is None and "sha256" in caplog.text
+        assert tokens.count_text("x" * 40, "gpt-4o") == 10
+    finally:
+        tokens.encoding.cache_clear()
