@@ -2,7 +2,8 @@
 import datetime
 
 import orjson
-from peewee import (CharField, DateTimeField, FloatField, IntegerField, Model, TextField)
+from peewee import (BigAutoField, BooleanField, CharField, DateTimeField, FloatField, IntegerField,
+                    Model, TextField)
 from playhouse.migrate import SchemaMigrator, migrate as run_migrations
 
 from deltallm.db import database
@@ -49,6 +50,11 @@ class ApiKey(BaseModel):
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True, index=True)
+    # per public model name: {"gpt-4o": 100}; checked in addition to the key-wide limits
+    model_rpm_limit = JSONField(null=True)
+    model_tpm_limit = JSONField(null=True)
+    # anchor of the budget periods: set when the key is created or its budget_duration changes
+    budget_period_start = DateTimeField(null=True)
 
     class Meta:
         table_name = "deltallm_api_keys"
@@ -68,7 +74,34 @@ class DeploymentRow(BaseModel):
         table_name = "deltallm_deployments"
 
 
-MODELS = [ApiKey, DeploymentRow]
+
+
+class Usage(BaseModel):
+    """One row per request that reached an upstream (SPEC §8); written in batches, never updated."""
+
+    id = BigAutoField()
+    request_id = CharField(max_length=64)
+    created_at = DateTimeField(default=utcnow, index=True)
+    key_id = CharField(null=True, max_length=32)
+    model = CharField(max_length=255)
+    deployment = CharField(null=True, max_length=64)
+    endpoint = CharField(max_length=64)
+    status = IntegerField()
+    prompt_tokens = IntegerField(default=0)
+    completion_tokens = IntegerField(default=0)
+    total_tokens = IntegerField(default=0)
+    spend = FloatField(default=0.0)
+    latency_ms = IntegerField(default=0)
+    stream = BooleanField(default=False)
+
+    class Meta:
+        table_name = "deltallm_usage"
+        # spend per key since a period start, and /admin/spend or /admin/usage filtered by key or model
+        indexes = ((("key_id", "created_at"), False), (("model", "created_at"), False),
+                   (("request_id",), False))
+
+
+MODELS = [ApiKey, DeploymentRow, Usage]
 
 
 def migrate():

@@ -1,0 +1,80 @@
+"""The request path's one entry into governance: admit() before the upstream call (limits, budget,
+token and cost reservation), Ticket.done() after it (settle, usage record)."""
+import logging
+import time
+import uuid
+
+from deltallm.governance import prices, tokens
+from deltallm.governance.limits import Policy
+from deltallm.governance.usage import make_record
+
+logger = logging.getLogger(__name__)
+
+
+class Ticket:
+    """One admitted request. `headers` go on the response (success or upstream error); exactly one of
+    done() / abort() takes effect, later calls do nothing."""
+
+    def __init__(self, gate, grant, policy, model, endpoint, stream, request_id):
+        self.gate, self.grant, self.policy, self.model = gate, grant, policy, model
+        self.endpoint, self.stream, self.request_id = endpoint, stream, request_id
+        self.headers = grant.headers
+        self.started = time.monotonic()
+        self.closed = False
+
+    def done(self, status, usage=None, *, deployment=None, price=None, images=0, characters=0,
+             seconds=0.0):
+        """The request reached an upstream and ended (response sent, stream finished or cut, upstream
+        error): settle the reservations with the real usage and queue its usage record. `usage` is the
+        OpenAI usage dict (for a cut stream: the tokens seen so far); `price` the serving deployment's
+        prices.Price. Failed requests (status >= 400) cost 0. Returns the cost; never raises."""
+        if self.closed:
+            return 0.0
+        self.closed = True
+        try:
+            cost = 0.0
+            if status < 400 and price is not None:
+                cost = prices.cost(price, usage, images=images, characters=characters, seconds=seconds)
+            record = make_record(key_id=self.policy.key_id, model=self.model, deployment=deployment,
+                                 endpoint=self.endpoint, status=status, usage=usage, spend=cost,
+                                 latency_ms=int((time.monotonic() - self.started) * 1000),
+                                 stream=self.stream, request_id=self.request_id)
+            # unknown usage on a success keeps the token reservation; a failure used none
+            known = usage is not None or status >= 400
+            self.grant.finish(tokens=record["total_tokens"] if known else None, cost=cost)
+            self.gate.writer.record(record)
+            return cost
+        except Exception:  # noqa: BLE001 - accounting must never fail a response
+            logger.exception("usage accounting failed for request %s", self.request_id)
+            return 0.0
+
+    def abort(self):
+        """The request never reached an upstream (refused or failed before): release, record nothing."""
+        if not self.closed:
+            self.closed = True
+            self.grant.release()
+
+
+class Gate:
+    """Built once per process from a Limiter and a UsageWriter."""
+
+    def __init__(self, limiter, writer):
+        self.limiter, self.writer = limiter, writer
+
+    def admit(self, policy, model, body, *, endpoint, stream=False, price=None, tokenizer_model=None,
+              request_id=None):
+        """Check and reserve `policy`'s limits (None: the master key, never limited) for one request
+        to public model `model`. Reserves the prompt tokens of `body` (counted with `tokenizer_model`'s
+        tokenizer, default the public name) plus its max_tokens, and their cost at `price` (the model
+        group's highest Price, or None). Raises RateLimited / BudgetExceeded (429 with headers incl.
+        Retry-After) or LimiterUnavailable (503)."""
+        policy = policy or Policy(None)     # the master key: recorded, never limited
+        prompt = out = 0
+        if policy.tpm is not None or policy.model_tpm or policy.max_budget is not None:
+            prompt = tokens.count_prompt(body, tokenizer_model or model)
+            out = tokens.max_output(body)
+        cost = 0.0
+        if price is not None and policy.max_budget is not None:
+            cost = prices.estimate(price, prompt, out)
+        grant = self.limiter.acquire(policy, model, tokens=prompt + out, cost=cost)
+        return Ticket(self, grant, policy, model, endpoint, stream, request_id or uuid.uuid4().hex)

@@ -1,0 +1,165 @@
+"""The Redis limiter backend: one Lua script checks and reserves all of a key's limits atomically."""
+import logging
+
+logger = logging.getLogger(__name__)
+
+# KEYS: 1 req log, 2 token log, 3 token sum, 4 model req log, 5 model token log, 6 model token sum,
+#       7 parallel leases, 8 period spend, 9 budget reservations, 10 reservation sum
+# ARGV: 1 now_ms, 2 window_ms, 3 id, 4 rpm, 5 tpm, 6 model rpm, 7 model tpm, 8 parallel, 9 tokens,
+#       10 lease_ms, 11 budget (nano-USD), 12 cost (nano-USD), 13 ms to budget reset
+# Limits < 0 are unset. Logs are sorted sets scored by time (exact sliding windows); token and cost
+# members are "<id>:<amount>" with a running sum beside them, so nothing is summed per request.
+ACQUIRE = """
+local now, window, id = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local rpm, tpm, mrpm, mtpm = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local par, need, lease = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local budget, cost, budget_reset = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local cutoff = now - window
+
+local function sum_trim(k, nk, upto)
+  local old = redis.call('ZRANGEBYSCORE', k, '-inf', upto)
+  if #old > 0 then
+    local s = 0
+    for _, m in ipairs(old) do s = s + tonumber(string.match(m, ':(%-?%d+)$')) end
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', upto)
+    redis.call('DECRBY', nk, s)
+  end
+  if redis.call('EXISTS', k) == 0 then redis.call('DEL', nk) return 0 end
+  return tonumber(redis.call('GET', nk) or '0')
+end
+
+local function oldest(k)
+  local e = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+  if #e == 0 then return window end
+  return tonumber(e[2]) + window - now
+end
+
+if budget >= 0 and redis.call('EXISTS', KEYS[8]) == 0 then return {2} end
+
+local hl, hr, hreset, tl, tr, treset = -1, -1, 0, -1, -1, 0
+local function refuse(reason, retry)
+  return {0, reason, math.max(retry, 1), hl, hr, hreset, tl, tr, treset}
+end
+
+if par >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
+  if redis.call('ZCARD', KEYS[7]) >= par then return refuse('parallel', 1000) end
+end
+if budget >= 0 then
+  local spent = tonumber(redis.call('GET', KEYS[8]))
+  local held = sum_trim(KEYS[9], KEYS[10], now)
+  if spent + held >= budget then return refuse('budget', budget_reset) end
+end
+
+local blocked, retry = nil, 0
+for i, spec in ipairs({{KEYS[1], rpm}, {KEYS[4], mrpm}}) do
+  local k, limit = spec[1], spec[2]
+  if limit >= 0 then
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', cutoff)
+    local n = redis.call('ZCARD', k)
+    if n >= limit then
+      local e = redis.call('ZRANGE', k, n - limit, n - limit, 'WITHSCORES')
+      local wait = (#e > 0) and (tonumber(e[2]) + window - now) or window
+      if not blocked or wait > retry then blocked, retry = 'requests', wait end
+    end
+    local left = math.max(limit - n - 1, -1)
+    if hr < 0 or left < hr then hl, hr, hreset = limit, left, oldest(k) end
+  end
+end
+
+local held = {0, 0}
+for i, spec in ipairs({{KEYS[2], KEYS[3], tpm}, {KEYS[5], KEYS[6], mtpm}}) do
+  local k, nk, limit = spec[1], spec[2], spec[3]
+  if limit >= 0 then
+    local used = sum_trim(k, nk, cutoff)
+    local take = math.min(need, limit)
+    held[i] = take
+    if used + take > limit then
+      local deficit, freed, wait = used + take - limit, 0, window
+      local entries = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+      for j = 1, #entries, 2 do
+        freed = freed + tonumber(string.match(entries[j], ':(%-?%d+)$'))
+        if freed >= deficit then wait = tonumber(entries[j + 1]) + window - now break end
+      end
+      if not blocked or wait > retry then blocked, retry = 'tokens', wait end
+    end
+    local left = limit - used - take
+    if tr < 0 or left < tr then tl, tr, treset = limit, left, oldest(k) end
+  end
+end
+if blocked then
+  hr, tr = math.max(hr, 0), math.max(tr, 0)
+  return refuse(blocked, retry)
+end
+
+for i, spec in ipairs({{KEYS[1], rpm}, {KEYS[4], mrpm}}) do
+  if spec[2] >= 0 then
+    redis.call('ZADD', spec[1], now, id)
+    redis.call('PEXPIRE', spec[1], window + 1000)
+  end
+end
+for i, spec in ipairs({{KEYS[2], KEYS[3], tpm}, {KEYS[5], KEYS[6], mtpm}}) do
+  if spec[3] >= 0 then
+    redis.call('ZADD', spec[1], now, id .. ':' .. held[i])
+    redis.call('INCRBY', spec[2], held[i])
+    redis.call('PEXPIRE', spec[1], window + 1000)
+    redis.call('PEXPIRE', spec[2], window + 1000)
+  end
+end
+if par >= 0 then
+  redis.call('ZADD', KEYS[7], now + lease, id)
+  redis.call('PEXPIRE', KEYS[7], lease + 1000)
+end
+if budget >= 0 then
+  redis.call('ZADD', KEYS[9], now + lease, id .. ':' .. ARGV[12])
+  redis.call('INCRBY', KEYS[10], cost)
+  redis.call('PEXPIRE', KEYS[9], lease + 1000)
+  redis.call('PEXPIRE', KEYS[10], lease + 1000)
+end
+return {1, '', 0, hl, hr, hreset, tl, tr, treset, held[1], held[2]}
+"""
+
+# ARGV: 1 id, 2 key tokens held, 3 model tokens held, 4 and 5 their real counts, 6 cost held,
+#       7 actual cost, 8 "1" when the key has a tpm, 9 when the model has one, 10 when it has a budget
+FINISH = """
+local id = ARGV[1]
+redis.call('ZREM', KEYS[7], id)
+local function resettle(k, nk, held, actual)
+  local m = id .. ':' .. held
+  local s = redis.call('ZSCORE', k, m)
+  if s then
+    redis.call('ZREM', k, m)
+    redis.call('ZADD', k, s, id .. ':' .. actual)
+    redis.call('INCRBY', nk, tonumber(actual) - tonumber(held))
+  end
+end
+if ARGV[8] == '1' then resettle(KEYS[2], KEYS[3], ARGV[2], ARGV[4]) end
+if ARGV[9] == '1' then resettle(KEYS[5], KEYS[6], ARGV[3], ARGV[5]) end
+if ARGV[10] == '1' then
+  if redis.call('ZREM', KEYS[9], id .. ':' .. ARGV[6]) == 1 then redis.call('DECRBY', KEYS[10], ARGV[6]) end
+  if redis.call('EXISTS', KEYS[8]) == 1 then redis.call('INCRBY', KEYS[8], ARGV[7]) end
+end
+return 1
+"""
+
+
+class RedisBackend:
+    """Shared by every worker and instance; each call is one round trip (EVALSHA)."""
+
+    def __init__(self, client):
+        self.client = client
+        self._acquire = client.register_script(ACQUIRE)
+        self._finish = client.register_script(FINISH)
+
+    def acquire(self, keys, args):
+        return self._acquire(keys=keys, args=args)
+
+    def finish(self, keys, args):
+        self._finish(keys=keys, args=args)
+
+    def seed(self, key, nano, ttl_ms, now_ms=0):
+        self.client.set(key, int(nano), px=ttl_ms, nx=True)
+
+    def spend(self, key, now_ms=0):
+        value = self.client.get(key)
+        return None if value is None else int(value)

@@ -1,0 +1,131 @@
+"""The usage log writer: records queue in the worker and a background thread (a greenlet under
+gevent) inserts them in batches; a slow or absent database never blocks or fails a request."""
+import collections
+import logging
+import os
+import threading
+import time
+import uuid
+
+from deltallm.db import connection, database
+from deltallm.models import Usage, utcnow
+
+logger = logging.getLogger(__name__)
+
+FIELDS = ("request_id", "created_at", "key_id", "model", "deployment", "endpoint", "status",
+          "prompt_tokens", "completion_tokens", "total_tokens", "spend", "latency_ms", "stream")
+
+
+def make_record(*, key_id, model, deployment, endpoint, status, usage=None, spend=0.0, latency_ms=0,
+                stream=False, request_id=None, created_at=None):
+    """One usage row (SPEC §8) from OpenAI-shaped `usage` (chat/embeddings or responses' names)."""
+    usage = usage or {}
+    prompt = int(usage.get("prompt_tokens", usage.get("input_tokens")) or 0)
+    completion = int(usage.get("completion_tokens", usage.get("output_tokens")) or 0)
+    return {"request_id": request_id or uuid.uuid4().hex, "created_at": created_at or utcnow(),
+            "key_id": key_id, "model": model, "deployment": deployment, "endpoint": endpoint,
+            "status": int(status), "prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": int(usage.get("total_tokens") or prompt + completion),
+            "spend": float(spend or 0.0), "latency_ms": int(latency_ms or 0), "stream": bool(stream)}
+
+
+class UsageWriter:
+    """Per-worker buffer of usage rows. `record()` only appends; the flusher inserts up to `batch_size`
+    rows per statement every `interval` seconds (sooner when a batch is full); a failed insert puts the
+    rows back and is retried after `retry_interval`. Beyond `max_queue` new rows are dropped and counted
+    (`dropped`). `close()` flushes what is left (call it on SIGTERM / worker exit)."""
+
+    def __init__(self, max_queue=10_000, batch_size=500, interval=1.0, retry_interval=2.0):
+        self.max_queue, self.batch_size = max_queue, batch_size
+        self.interval, self.retry_interval = interval, retry_interval
+        self.queue = collections.deque()
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = False
+        self.thread, self.pid = None, None
+        self.written = self.dropped = self.failures = 0
+        self._dropped_logged = 0
+
+    @property
+    def pending(self):
+        return len(self.queue)
+
+    def record(self, row):
+        """Queue one row (a make_record() dict); never blocks, never raises. False when dropped."""
+        self._ensure_started()
+        if len(self.queue) >= self.max_queue:
+            self.dropped += 1
+            if self.dropped - self._dropped_logged >= 1000 or self._dropped_logged == 0:
+                self._dropped_logged = self.dropped
+                logger.warning("usage queue full (%d rows): %d usage records dropped so far",
+                               self.max_queue, self.dropped)
+            return False
+        self.queue.append(row)
+        if len(self.queue) >= self.batch_size:
+            self.wake.set()
+        return True
+
+    def _ensure_started(self):
+        # a forked worker inherits the master's object but not its thread: start one per process
+        if self.thread is not None and self.pid == os.getpid():
+            return
+        with self.lock:
+            if self.thread is not None and self.pid == os.getpid():
+                return
+            if self.pid is not None and self.pid != os.getpid():
+                self.queue.clear()      # rows queued before the fork belong to the parent
+            self.pid, self.stopping = os.getpid(), False
+            self.thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
+            self.thread.start()
+
+    def _run(self):
+        while not self.stopping:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            while self.queue and not self.stopping:
+                if not self.flush_batch():
+                    self.wake.wait(self.retry_interval)
+                    break
+
+    def flush_batch(self):
+        """Insert one batch; True when written (or nothing to write), False when the database failed."""
+        with self.lock:
+            batch = [self.queue.popleft() for _ in range(min(self.batch_size, len(self.queue)))]
+        if not batch:
+            return True
+        try:
+            with connection():
+                with database.atomic():
+                    Usage.insert_many(batch, fields=[getattr(Usage, f) for f in FIELDS]).execute()
+        except Exception as error:  # noqa: BLE001 - any database failure: keep the rows and retry
+            with self.lock:
+                self.queue.extendleft(reversed(batch))
+            self.failures += 1
+            logger.warning("usage records not written (%s: %s); %d waiting, retrying",
+                           error.__class__.__name__, str(error).splitlines()[0][:200] if str(error) else "",
+                           len(self.queue))
+            return False
+        self.written += len(batch)
+        return True
+
+    def drain(self, timeout=10.0):
+        """Write everything queued now, retrying a failing database until `timeout`; True when empty."""
+        deadline = time.monotonic() + timeout
+        while self.queue:
+            if not self.flush_batch():
+                if time.monotonic() + self.retry_interval > deadline:
+                    logger.error("usage writer: %d usage records could not be written before shutdown",
+                                 len(self.queue))
+                    return False
+                time.sleep(self.retry_interval)
+        return True
+
+    def close(self, timeout=10.0):
+        """Stop the flusher and drain: the worker-exit hook."""
+        self.stopping = True
+        self.wake.set()
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=max(self.interval, 1.0) + 1.0)
+        self.thread = None
+        return self.drain(timeout)
