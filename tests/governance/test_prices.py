@@ -10,7 +10,7 @@ from deltallm.governance.prices import Price, cost, estimate, price_for
 
 def test_the_table_names_its_source_and_date_and_covers_every_family():
     doc = json.loads(prices.TABLE_PATH.read_text())
-    assert doc["_taken"] and "pricing" in doc["_source"]
+    assert doc["_taken"] and "model_prices_and_context_window.json" in doc["_source"]
     for model in ("openai/gpt-4o-mini", "azure/gpt-4o", "anthropic/claude-3-5-sonnet-20241022",
                   "gemini/gemini-2.5-flash", "bedrock/anthropic.claude-3-haiku-20240307-v1:0",
                   "mistral/mistral-large-latest", "groq/llama-3.3-70b-versatile", "cohere/command-r",
