@@ -114,6 +114,9 @@ class GeneralSettingsSchema(Schema):
     max_stream_event_mb = fields.Float(load_default=8, validate=validate.Range(min=0, min_inclusive=False))
     max_prompts = fields.Integer(load_default=128, validate=validate.Range(min=1))
     request_body_timeout = fields.Float(load_default=60, validate=validate.Range(min=0, min_inclusive=False))
+    # governance: with Redis down, serve with per-worker limits (true) or refuse with 503 (false)
+    rate_limit_fail_open = fields.Boolean(load_default=True)
+    usage_queue_size = fields.Integer(load_default=10_000, validate=validate.Range(min=100))
 
 
 class Settings:

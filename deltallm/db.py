@@ -33,7 +33,10 @@ def make_database(url=None):
         path = sqlite_path(url)
     else:
         raise ValueError(f"unsupported database_url scheme '{parsed.scheme}' (use sqlite:/// or postgres://)")
+    # A pooled connection may be opened by one thread and reused by another (the usage writer's thread
+    # outside gevent); Peewee keeps connection state per thread and the pool lends each to one user.
     return PooledSqliteDatabase(path, max_connections=64, stale_timeout=300, timeout=10,
+                                check_same_thread=False,
                                 pragmas={"journal_mode": "wal", "busy_timeout": 10000,
                                          "foreign_keys": 1, "synchronous": "normal"})
 

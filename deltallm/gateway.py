@@ -1,5 +1,9 @@
 """The process-wide gateway state built once from Settings: registry, router, key store, Redis."""
 from deltallm import banner, model_store
+from deltallm.governance import prices, reports, tokens
+from deltallm.governance.gate import Gate
+from deltallm.governance.limits import Limiter
+from deltallm.governance.usage import UsageWriter
 from deltallm.keys import KeyStore
 from deltallm.router.health import HealthChecker
 from deltallm.router.policy import Policy
@@ -33,7 +37,29 @@ class Gateway:
         self.state = make_state(state_redis, ids=[d.id for d in self.registry.deployments()])
         self.router = Router(self.registry, Policy(routing, settings.deltallm_settings, settings.model_list),
                              self.state)
+        # governance: the limiter's Redis client never retries and gives up fast (fail-open/closed decides)
+        limiter_redis = self.redis and self.redis.__class__.from_url(
+            settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, retry_on_timeout=False)
+        self.limiter = Limiter(limiter_redis, fail_open=settings.general["rate_limit_fail_open"],
+                               seed=reports.spend_since)
+        self.writer = UsageWriter(max_queue=settings.general["usage_queue_size"])
+        self.gate = Gate(self.limiter, self.writer)
+        tokens.warm()  # the encodings load now rather than on the first request
         self.health = None
         if routing.get("health_check_interval"):
             self.health = HealthChecker(self.router, routing["health_check_interval"], state_redis)
             self.health.start()
+
+    def tokenizer_model(self, model):
+        """The provider model whose tokenizer counts a group's prompts (its first deployment's)."""
+        group = self.registry.groups.get(self.registry.resolve(model))
+        return group[0].model if group else model
+
+    def group_price(self, model):
+        """The dearest prices of a group: what a budget reserves before a deployment is picked."""
+        group = self.registry.groups.get(self.registry.resolve(model)) or ()
+        return prices.highest([d.price for d in group])
+
+    def close(self):
+        """Flush what is buffered (usage records) and stop background work; a worker calls it on exit."""
+        self.writer.close()

@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 from deltallm.db import connection
 from deltallm.errors import AuthenticationFailed
+from deltallm.governance.limits import Policy
 from deltallm.models import ApiKey, utcnow
 
 KEY_PREFIX = "sk-dl-"
@@ -43,7 +44,7 @@ def create_key(**fields):
 class Principal:
     """Who is calling: the master key, or an immutable snapshot of a virtual key."""
 
-    __slots__ = ("is_master", "key_id", "models", "mcp_servers", "expires_at", "row")
+    __slots__ = ("is_master", "key_id", "models", "mcp_servers", "expires_at", "row", "policy")
 
     def __init__(self, row=None):
         self.is_master = row is None
@@ -52,6 +53,8 @@ class Principal:
         self.models = frozenset(row.models or ()) if row else frozenset()
         self.mcp_servers = tuple(row.mcp_servers or ()) if row else ()
         self.expires_at = row.expires_at if row else None
+        # the key's limits and budget (None for the master key: recorded, never limited)
+        self.policy = Policy.from_row(row) if row else None
 
     def may_use_model(self, name):
         return self.is_master or not self.models or name in self.models

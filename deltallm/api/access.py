@@ -123,9 +123,13 @@ def at_stream_end(record, call, tail, started):
         if call is not None:
             record["upstream_ms"] = round(call.upstream_s * 1000, 2)
         record["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        last = tail[0] if tail is not None else None
-        if last and b'"usage"' in last:
-            add_tokens(record, usage_of(last))
+        usage = call.sink.usage if call is not None else None
+        if usage is not None:
+            add_tokens(record, usage)
+        else:
+            last = tail[0] if tail is not None else None
+            if last and b'"usage"' in last:
+                add_tokens(record, usage_of(last))
         emit(record)
     return finish
 

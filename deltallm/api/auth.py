@@ -7,7 +7,7 @@ import uuid
 from flask import g, request
 from werkzeug.exceptions import NotFound
 
-from deltallm.api import access
+from deltallm.api import access, metering
 from deltallm.api.body import BoundedInput, has_body
 from deltallm.api.common import gateway
 from deltallm.errors import PermissionDenied
@@ -59,19 +59,35 @@ def after(response):
             headers["x-deltallm-deployment"] = call.deployment.id
         if call.fallback is not None:
             headers["x-deltallm-fallback"] = call.fallback
+        if call.ticket is not None:
+            headers.update(call.ticket.headers)  # x-ratelimit-*, on successes and errors alike
+    record = None
     if access.enabled():
         # the objects behind the proxies: the entry reads a dozen attributes
         record = access.entry(request._get_current_object(), g._get_current_object(), response, call,
                               elapsed)
-        if response.is_streamed:
-            # logged when the body has been sent: the request context is gone by then
-            tail = g.get("stream_tail")
-            record["stream"] = tail is not None
-            response.response = access.AfterClose(
-                response.response, access.at_stream_end(record, call, tail, started or time.perf_counter()))
-        else:
-            access.emit(record)
+    metered = call is not None and call.ticket is not None
+    if response.is_streamed and (metered or record is not None):
+        # settled and logged when the body has been sent (or the client left): the request context is
+        # gone by then, so everything needed is captured now
+        response.response = access.AfterClose(response.response, at_stream_end(
+            call, metered, response.status_code, record, g.get("stream_tail"), started or time.perf_counter()))
+        return response
+    if metered:
+        metering.settle(call, response.status_code)
+    if record is not None:
+        access.emit(record)
     return response
+
+
+def at_stream_end(call, metered, status, record, tail, started):
+    def finish():
+        if metered:
+            metering.settle(call, status)
+        if record is not None:
+            record["stream"] = tail is not None
+            access.at_stream_end(record, call, tail, started)()
+    return finish
 
 
 def init_app(app):

@@ -2,7 +2,7 @@
 import orjson
 from flask import Response, current_app, g, request
 
-from deltallm.api import access, body as request_body
+from deltallm.api import access, body as request_body, metering
 from deltallm.errors import InvalidRequest, PermissionDenied
 from deltallm.providers.base import Call
 from deltallm.schemas.common import load
@@ -46,12 +46,15 @@ def new_call(fallbacks=None):
 
 
 def model_request(schema):
-    """(validated body, Call) for a request naming a model, once it is known the key may use that model.
+    """(validated body, Call) for a request naming a model, once it is known the key may use that model
+    and its limits admit it.
 
     The body's `fallbacks` (LiteLLM's per-request fallback groups) is the gateway's, never forwarded."""
     body = json_body(schema)
     check_model_access(body["model"])
-    return body, new_call(request_fallbacks(body))
+    call = new_call(request_fallbacks(body))
+    metering.admit(call, body["model"], body, stream=bool(body.get("stream")))
+    return body, call
 
 
 def request_fallbacks(body):

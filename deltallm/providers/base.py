@@ -24,9 +24,9 @@ class Call:
     """Per-request bookkeeping shared by the router and providers (never stored on a provider)."""
 
     __slots__ = ("request_id", "upstream_s", "deployment", "attempts", "deadline", "fallback", "may_use",
-                 "fallbacks")
+                 "fallbacks", "usage", "sink", "ticket", "units", "body", "text_chars", "streams")
 
-    def __init__(self, request_id, deadline=None, may_use=None, fallbacks=None):
+    def __init__(self, request_id, deadline=None, may_use=None, fallbacks=None, sink=None):
         self.request_id = request_id
         self.upstream_s = 0.0
         self.deployment = None
@@ -35,9 +35,32 @@ class Call:
         self.fallback = None          # the fallback group that answered, if one did
         self.may_use = may_use        # model name -> bool: the caller's access (fallback groups too)
         self.fallbacks = fallbacks    # the request's own fallback groups, replacing the configured ones
+        self.usage = None             # the upstream usage, summed over the request's answers
+        self.sink = sink or self      # where usage adds up (a legacy completion's prompts share one)
+        self.ticket = None            # governance: the admitted request (limits, budget, usage record)
+        self.units = {}               # what is billed besides tokens: images, characters, seconds
+        self.body = None              # the request body, to estimate a cut stream's prompt tokens
+        self.text_chars = 0           # streamed answer text seen, for a stream cut before its usage
+        self.streams = []             # upstream streams still open, closed when the response ends
 
     def remaining(self):
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def add_usage(self, usage):
+        """Add an upstream `usage` (chat or embeddings shape) to the request's total."""
+        if not isinstance(usage, dict):
+            return
+        total = self.sink.usage
+        if total is None:
+            self.sink.usage = total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            value = usage.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                total[name] += value
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        if isinstance(cached, int) and cached:
+            details = total.setdefault("prompt_tokens_details", {"cached_tokens": 0})
+            details["cached_tokens"] += cached
 
 
 def make_transport():

@@ -26,12 +26,21 @@ class Deployment:
         self.weight = float(self.params.get("weight") or 1)
         self.id = id or self.derive_id()
         self._adapter = None
+        self._price = None
 
     def derive_id(self):
         """Stable across restarts and workers: a digest of the entry minus secrets."""
         public = {k: v for k, v in self.params.items() if not is_secret(k)}
         digest = hashlib.sha256(orjson.dumps([self.model_name, public], option=orjson.OPT_SORT_KEYS))
         return "dep_" + digest.hexdigest()[:12]
+
+    @property
+    def price(self):
+        """Its per-token prices: the bundled table's for its model, overridden by model_info."""
+        if self._price is None:
+            from deltallm.governance.prices import price_for
+            self._price = price_for(self.params["model"], self.model_info)
+        return self._price
 
     @property
     def adapter(self):

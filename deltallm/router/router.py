@@ -152,7 +152,11 @@ class Router:
             raise
         latency = time.perf_counter() - started  # for streams: time to the first chunk
         if hasattr(result, "__next__"):  # an open stream: in flight until it ends
-            return Tracked(result, self.state, deployment.id, latency, first)
+            tracked = Tracked(result, self.state, deployment.id, latency, first, call)
+            call.sink.streams.append(tracked)
+            return tracked
+        if isinstance(result, dict):
+            call.add_usage(result.get("usage"))
         self.state.end(deployment.id, latency=latency, tokens=usage_tokens(result))
         return result
 
@@ -192,8 +196,8 @@ class Router:
             return [self.run(call, model_name, lambda d: operation(d, call, bodies[0]), **options)]
         if call.deadline is None:
             call.deadline = time.monotonic() + self.timeout_for(self.registry.resolve(model_name))
-        calls = [Call(call.request_id, deadline=call.deadline, may_use=call.may_use, fallbacks=call.fallbacks)
-                 for _ in bodies]
+        calls = [Call(call.request_id, deadline=call.deadline, may_use=call.may_use, fallbacks=call.fallbacks,
+                      sink=call) for _ in bodies]
 
         def one(index):
             sub = calls[index]
@@ -217,12 +221,12 @@ NOTHING = object()
 
 class Tracked:
     """A stream (its first chunk already read) that keeps its deployment's in-flight count until it
-    ends, and counts its tokens."""
+    ends (or is dropped: a client that disconnected), and counts its tokens for the request."""
 
-    def __init__(self, chunks, state, deployment_id, latency, first=NOTHING):
+    def __init__(self, chunks, state, deployment_id, latency, first=NOTHING, call=None):
         self.chunks, self.state, self.id, self.latency = chunks, state, deployment_id, latency
-        self.first = first
-        self.tokens, self.open = 0, True
+        self.first, self.call = first, call
+        self.tokens, self.usage, self.open = 0, None, True
 
     def __iter__(self):
         return self
@@ -236,15 +240,26 @@ class Tracked:
             except BaseException:
                 self.close()
                 raise
-        tokens = usage_tokens(chunk)
-        if tokens:
-            self.tokens = tokens
+        if isinstance(chunk, dict):
+            if chunk.get("usage"):
+                self.usage = chunk["usage"]
+                self.tokens = usage_tokens(chunk) or self.tokens
+            elif self.call is not None:
+                for choice in chunk.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content") if isinstance(choice, dict) else None
+                    if isinstance(content, str):
+                        self.call.sink.text_chars += len(content)
         return chunk
 
     def close(self):
         if self.open:
             self.open = False
+            if self.call is not None:
+                self.call.add_usage(self.usage)
             self.state.end(self.id, latency=self.latency, tokens=self.tokens)
             close = getattr(self.chunks, "close", None)
             if close:
                 close()
+
+    def __del__(self):
+        self.close()
