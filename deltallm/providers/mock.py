@@ -15,11 +15,16 @@ from deltallm.errors import InvalidRequest
 from deltallm.providers.base import Provider
 
 
+# Bounds on what one embeddings request may make the mock compute (OpenAI's models stop at 3072).
+MAX_DIMENSIONS = 8192
+MAX_VALUES = 1 << 20  # inputs x dimensions: about 20 MB of JSON
+
+
 def text_of(content):
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 
@@ -108,6 +113,12 @@ class MockProvider(Provider):
         inputs = body["input"] if isinstance(body["input"], list) and body["input"] and \
             not isinstance(body["input"][0], int) else [body["input"]]
         size = int(body.get("dimensions") or self.deployment.params.get("mock_dimensions") or 16)
+        if size > MAX_DIMENSIONS:
+            raise InvalidRequest(f"Invalid value for 'dimensions': the mock provider returns at most "
+                                 f"{MAX_DIMENSIONS} dimensions.", param="dimensions")
+        if len(inputs) * size > MAX_VALUES:
+            raise InvalidRequest(f"Invalid value for 'input': {len(inputs)} inputs x {size} dimensions is "
+                                 f"more than the mock provider returns ({MAX_VALUES} values).", param="input")
         data, tokens = [], 0
         for i, item in enumerate(inputs):
             text = item if isinstance(item, str) else " ".join(map(str, item))

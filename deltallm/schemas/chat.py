@@ -13,18 +13,44 @@ def check_content(content, where, role):
     if not isinstance(content, list):
         raise ValidationError({where: ["must be a string or an array of content parts"]})
     for j, part in enumerate(content):
-        if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str) or kind not in PART_TYPES:
             raise ValidationError({f"{where}[{j}].type": [
                 f"must be one of {', '.join(sorted(PART_TYPES))}"]})
-        kind = part["type"]
-        if kind == "text" and not isinstance(part.get("text"), str):
-            raise ValidationError({f"{where}[{j}].text": ["must be a string"]})
-        if kind == "image_url":
-            if role != "user":
-                raise ValidationError({f"{where}[{j}].type": ["image parts are only allowed in user messages"]})
-            image = part.get("image_url")
-            if not isinstance(image, dict) or not isinstance(image.get("url"), str):
-                raise ValidationError({f"{where}[{j}].image_url.url": ["must be a string"]})
+        if kind == "image_url" and role != "user":
+            raise ValidationError({f"{where}[{j}].type": ["image parts are only allowed in user messages"]})
+        for path, check, label in PART_FIELDS[kind]:
+            value = part
+            for step in path:
+                value = value.get(step) if isinstance(value, dict) else None
+            if not check(value):
+                raise ValidationError({f"{where}[{j}].{'.'.join(path)}": [f"must be {label}"]})
+
+
+def is_str(value):
+    return isinstance(value, str)
+
+
+def is_dict(value):
+    return isinstance(value, dict)
+
+
+def optional_str(value):
+    return value is None or isinstance(value, str)
+
+
+# What each content part must carry, as OpenAI checks it: (path in the part, check, description).
+# Providers translate parts by these paths, so a wrong shape is a 400 here rather than their crash.
+PART_FIELDS = {
+    "text": [(("text",), is_str, "a string")],
+    "refusal": [(("refusal",), is_str, "a string")],
+    "image_url": [(("image_url",), is_dict, "an object"), (("image_url", "url"), is_str, "a string"),
+                  (("image_url", "detail"), optional_str, "a string")],
+    "input_audio": [(("input_audio",), is_dict, "an object"), (("input_audio", "data"), is_str, "a string"),
+                    (("input_audio", "format"), is_str, "a string")],
+    "file": [(("file",), is_dict, "an object")] + [
+        (("file", key), optional_str, "a string") for key in ("file_data", "file_id", "filename")],
+}
 
 
 def check_tool_calls(calls, where):
@@ -43,7 +69,7 @@ def check_message(i, m):
     if not isinstance(m, dict):
         raise ValidationError({where: ["must be an object"]})
     role = m.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise ValidationError({f"{where}.role": [f"must be one of {', '.join(sorted(ROLES))}"]})
     content = m.get("content")
     if role == "assistant":
