@@ -229,3 +229,17 @@ def test_impossible_key_ids_are_404(admin_client, master, key_id):
                                              **({"json": {}} if method == "patch" else {}))
         assert error_of(resp, 404)["code"] == "not_found"
     assert error_of(admin_client.get(f"/admin/keys?after={key_id}", headers=master), 404)["code"] == "not_found"
+
+
+def test_mock_reply_is_bounded_whatever_the_prompt(client, master):
+    """The mock echoes the prompt: n copies of a huge prompt must not become a huge answer."""
+    words = chat(user("a " * 100_000), n=128)
+    resp = client.post(CHAT, json=words, headers=master)
+    assert resp.status_code == 200 and len(resp.data) < 16 * 1024 * 1024
+    choices = resp.get_json()["choices"]
+    assert len(choices) == 128 and {c["finish_reason"] for c in choices} == {"length"}
+    assert len(choices[0]["message"]["content"].split(" ")) == 1024
+    one_word = client.post(CHAT, json=chat(user("a" * 1_000_000), n=128), headers=master)
+    assert one_word.status_code == 200 and len(one_word.data) < 16 * 1024 * 1024
+    stream = client.post(CHAT, json=dict(words, n=2, stream=True), headers=master)
+    assert stream.data.count(b"data: ") < 2 * 1024 + 10
