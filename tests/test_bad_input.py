@@ -243,3 +243,72 @@ def test_mock_reply_is_bounded_whatever_the_prompt(client, master):
     assert one_word.status_code == 200 and len(one_word.data) < 16 * 1024 * 1024
     stream = client.post(CHAT, json=dict(words, n=2, stream=True), headers=master)
     assert stream.data.count(b"data: ") < 2 * 1024 + 10
+
+
+@pytest.mark.parametrize("fields,param", [
+    ({"tool_choice": {"type": "function", "function": "f"}}, "tool_choice.function"),
+    ({"tool_choice": {"type": "function", "function": {"name": ["f"]}}}, "tool_choice.function.name"),
+    ({"tool_choice": {"type": ["function"]}}, "tool_choice.type"),
+    ({"response_format": {"type": "json_schema", "json_schema": "x"}}, "response_format.json_schema"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "response_format.json_schema.name"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": ["x"]}}},
+     "response_format.json_schema.schema"),
+    ({"response_format": {"type": ["json_schema"]}}, "response_format.type"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]}, "tools[0].function.parameters"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "description": 5}}]}, "tools[0].function.description"),
+])
+def test_tool_and_format_objects_are_checked(client, master, fields, param):
+    """Native adapters read these objects by path: a wrong shape was their AttributeError, a 500."""
+    assert error_of(client.post(CHAT, json=chat(**fields), headers=master), 400)["param"] == param
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": 5}, {"type": [{}]}, {"type": "object", "properties": {"a": {"type": ["string", []]}}},
+    {"allOf": {"type": "object"}}, {"type": "object", "required": [["a"]]}, {"type": "string", "format": []},
+    {"allOf": [{"type": "object", "required": None}]}, {"$ref": "#/$defs/D", "$defs": {"D": ["x"]}},
+    {"type": "object", "definitions": ["x"]},
+])
+def test_gemini_refuses_schemas_it_cannot_read(schema):
+    from deltallm.errors import GatewayError
+    from deltallm.providers import gemini_request
+    from deltallm.router.deployment import Deployment
+    deployment = Deployment("g", {"model": "gemini/gemini-2.0-flash", "api_key": "k"})
+    for body in (chat(response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}),
+                 chat(tools=[{"type": "function", "function": {"name": "f", "parameters": schema}}])):
+        try:
+            json.dumps(gemini_request.to_request(deployment, body))
+        except GatewayError as exc:
+            assert exc.status == 400 and exc.param.endswith(("schema", "parameters"))
+
+
+@pytest.mark.parametrize("budget", [1e-300, 123456.789, 1e9, 0])
+def test_budgets_are_stored_exactly(admin_client, master, budget):
+    """max_budget and spend are 8-byte floats: PostgreSQL's REAL refused 1e-300 (a 500) and kept 7 digits."""
+    created = admin_client.post("/admin/keys", json={"max_budget": budget}, headers=master)
+    assert created.status_code == 201, created.data
+    assert admin_client.get(f"/admin/keys/{created.get_json()['id']}", headers=master).get_json()["max_budget"] == budget
+
+
+def test_migrate_widens_real_columns_on_postgres(pg_url, tmp_path):
+    """Tables created by earlier versions (REAL columns) are widened by `migrate`, data kept."""
+    app = create_app(base_config(tmp_path, database_url=pg_url))
+    with db.connection() as database:
+        database.drop_tables(models.MODELS, safe=True)
+    models.migrate()
+    with db.connection() as database:
+        database.execute_sql("ALTER TABLE deltallm_api_keys ALTER COLUMN max_budget TYPE real, "
+                             "ALTER COLUMN spend TYPE real")
+    client = app.test_client()
+    key_id = client.post("/admin/keys", json={"max_budget": 12.5}, headers={"Authorization": "Bearer sk-master-test"}
+                         ).get_json()["id"]
+    models.migrate()
+    models.migrate()
+    with db.connection() as database:
+        types = dict(database.execute_sql(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'deltallm_api_keys' "
+            "AND column_name IN ('max_budget', 'spend')").fetchall())
+    assert types == {"max_budget": "double precision", "spend": "double precision"}
+    resp = client.patch(f"/admin/keys/{key_id}", json={"max_budget": 123456.789},
+                        headers={"Authorization": "Bearer sk-master-test"})
+    assert resp.get_json()["max_budget"] == 123456.789
+    db.database.close_all()

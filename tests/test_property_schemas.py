@@ -16,7 +16,7 @@ import pytest
 import responses
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from deltallm import create_app, models
+from deltallm import create_app, db, models
 from deltallm.schemas.admin import key_create
 from deltallm.schemas.chat import chat_request
 from deltallm.schemas.completions import completion_request
@@ -109,20 +109,42 @@ class Errors(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
+def errors():
+    handler = Errors()
+    logging.getLogger("deltallm").addHandler(handler)
+    yield handler
+    logging.getLogger("deltallm").removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, errors):
+    """An app on SQLite whose OpenAI-compatible upstream always answers well."""
     app = create_app(base_config(tmp_path_factory.mktemp("property")))
     app.config["TESTING"] = True
     models.migrate()
-    errors = Errors()
-    logging.getLogger("deltallm").addHandler(errors)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as upstream:
         upstream.add_callback(responses.POST, re.compile(re.escape(UPSTREAM) + "/.*"), upstream_reply)
-        yield app.test_client(), errors
-    logging.getLogger("deltallm").removeHandler(errors)
+        yield app.test_client(), errors, db.database.obj
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def admin_gateway(request, gateway, errors, tmp_path_factory):
+    """The admin API on SQLite (the gateway above) and on PostgreSQL, which is stricter."""
+    if request.param == "sqlite":
+        yield gateway
+        return
+    app = create_app(base_config(tmp_path_factory.mktemp("property-pg"),
+                                 database_url=request.getfixturevalue("pg_url")))
+    with db.connection():
+        db.database.drop_tables(models.MODELS, safe=True)  # our own throw-away database
+    models.migrate()
+    yield app.test_client(), errors, db.database.obj
+    db.database.obj.close_all()
 
 
 def send(gateway, method, path, body):
-    client, errors = gateway
+    client, errors, database = gateway
+    db.database.initialize(database)  # the database is process-wide; several apps take turns here
     errors.records.clear()
     data = json.dumps(body, allow_nan=False)
     resp = client.open(path, method=method, data=data, headers=MASTER, content_type="application/json")
@@ -203,8 +225,8 @@ def test_the_valid_bodies_are_valid(gateway):
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
 @SETTINGS
 @given(data=st.data())
-def test_admin_keys_never_fail(gateway, method, data):
-    path = "/admin/keys"
+def test_admin_keys_never_fail(admin_gateway, method, data):
+    gateway, path = admin_gateway, "/admin/keys"
     if method == "PATCH":
         created = send(gateway, "POST", path, {})
         path = f"{path}/{created.get_json()['id']}"
@@ -221,18 +243,28 @@ def test_admin_keys_never_fail(gateway, method, data):
 @settings(max_examples=60, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 @given(key_id=st.text(min_size=1, max_size=40))
-def test_admin_key_ids_never_fail(gateway, key_id):
+def test_admin_key_ids_never_fail(admin_gateway, key_id):
     from urllib.parse import quote
-    client, _ = gateway
+    client, _, database = admin_gateway
+    db.database.initialize(database)
     for method in ("GET", "PATCH", "DELETE"):
         resp = client.open(f"/admin/keys/{quote(key_id, safe='')}", method=method, headers=MASTER,
                            json={} if method == "PATCH" else None)
         assert resp.status_code in (404, 405), (method, key_id, resp.data)
 
 
-@pytest.mark.parametrize("path", sorted(ENDPOINTS) + ["/admin/keys", "PATCH /admin/keys"])
+@pytest.mark.parametrize("path", sorted(ENDPOINTS))
 def test_every_field_with_every_edge_value(gateway, path):
     """Exhaustively, besides the random search: each of the schema's fields set to each edge value."""
+    every_field_with_every_edge_value(gateway, path)
+
+
+@pytest.mark.parametrize("path", ["/admin/keys", "PATCH /admin/keys"])
+def test_every_key_field_with_every_edge_value(admin_gateway, path):
+    every_field_with_every_edge_value(admin_gateway, path)
+
+
+def every_field_with_every_edge_value(gateway, path):
     method, _, path = path.rpartition(" ")
     if method == "PATCH":
         path = f"{path}/{send(gateway, 'POST', path, {}).get_json()['id']}"
@@ -242,3 +274,38 @@ def test_every_field_with_every_edge_value(gateway, path):
         for name in sorted(schema.fields):
             for value in EDGES:
                 send(gateway, method or "POST", path, dict(body, **{name: value}))
+
+
+RICH_SCHEMA = {"type": "object", "required": ["a"], "$defs": {"D": {"type": "number"}}, "properties": {
+    "a": {"type": ["string", "null"], "enum": ["x", None], "format": "date-time"},
+    "b": {"type": "array", "items": {"$ref": "#/$defs/D"}, "minItems": 1},
+    "c": {"allOf": [{"properties": {"d": {"type": "integer"}}, "required": ["d"]}]},
+    "e": {"anyOf": [{"type": "null"}, {"const": 3}]}}}
+NATIVE_BODY = json.loads(json.dumps(dict(
+    CHAT_BODY, model="m", messages=CHAT_BODY["messages"][:1] + [{"role": "user", "content": [
+        {"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}]
+    + CHAT_BODY["messages"][2:], tool_choice={"type": "function", "function": {"name": "f"}},
+    response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": RICH_SCHEMA, "strict": True}},
+    tools=[{"type": "function", "function": {"name": "f", "parameters": RICH_SCHEMA}}])))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_native_translators_never_fail(data):
+    """Anthropic, Gemini and Bedrock read what the chat schema let through: a request the schema
+    accepts becomes their request or a GatewayError (a 4xx), never another exception."""
+    from deltallm.errors import GatewayError
+    from deltallm.providers import anthropic_request, bedrock_request, gemini_request
+    from deltallm.router.deployment import Deployment
+    from deltallm.schemas.common import load
+    body = mutate(data, NATIVE_BODY) if data.draw(st.booleans()) else field_of(data, chat_request, NATIVE_BODY)
+    try:
+        body = load(chat_request, orjson.loads(json.dumps(body)))  # as the gateway reads it
+    except (GatewayError, orjson.JSONDecodeError):
+        return
+    for module, model in ((anthropic_request, "anthropic/claude-3-5-haiku-latest"),
+                          (gemini_request, "gemini/gemini-2.0-flash"), (bedrock_request, "bedrock/anthropic.claude-3")):
+        try:
+            orjson.dumps(module.to_request(Deployment("m", {"model": model, "api_key": "k"}), body))
+        except GatewayError as exc:
+            assert 400 <= exc.status < 500, exc

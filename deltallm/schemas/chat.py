@@ -19,16 +19,25 @@ def check_content(content, where, role):
                 f"must be one of {', '.join(sorted(PART_TYPES))}"]})
         if kind == "image_url" and role != "user":
             raise ValidationError({f"{where}[{j}].type": ["image parts are only allowed in user messages"]})
-        for path, check, label in PART_FIELDS[kind]:
-            value = part
-            for step in path:
-                value = value.get(step) if isinstance(value, dict) else None
-            if not check(value):
-                raise ValidationError({f"{where}[{j}].{'.'.join(path)}": [f"must be {label}"]})
+        require(part, PART_FIELDS[kind], f"{where}[{j}]")
+
+
+def require(obj, specs, where=""):
+    """Raise a ValidationError naming the first of `specs` (path in obj, check, description) obj fails."""
+    for path, check, label in specs:
+        value = obj
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        if not check(value):
+            raise ValidationError({".".join((where,) + path if where else path): [f"must be {label}"]})
 
 
 def is_str(value):
     return isinstance(value, str)
+
+
+def is_name(value):
+    return isinstance(value, str) and bool(value)
 
 
 def is_dict(value):
@@ -39,8 +48,16 @@ def optional_str(value):
     return value is None or isinstance(value, str)
 
 
-# What each content part must carry, as OpenAI checks it: (path in the part, check, description).
-# Providers translate parts by these paths, so a wrong shape is a 400 here rather than their crash.
+def optional_dict(value):
+    return value is None or isinstance(value, dict)
+
+
+def optional_bool(value):
+    return value is None or isinstance(value, bool)
+
+
+# What each object must carry, as OpenAI checks it: (path in the object, check, description).
+# Providers translate these objects by these paths, so a wrong shape is a 400 here, not their crash.
 PART_FIELDS = {
     "text": [(("text",), is_str, "a string")],
     "refusal": [(("refusal",), is_str, "a string")],
@@ -51,6 +68,15 @@ PART_FIELDS = {
     "file": [(("file",), is_dict, "an object")] + [
         (("file", key), optional_str, "a string") for key in ("file_data", "file_id", "filename")],
 }
+FUNCTION_FIELDS = [(("function",), is_dict, "an object"), (("function", "name"), is_name, "a non-empty string"),
+                   (("function", "description"), optional_str, "a string"),
+                   (("function", "parameters"), optional_dict, "an object (a JSON Schema)"),
+                   (("function", "strict"), optional_bool, "a boolean")]
+NAMED_CHOICE = [(("function",), is_dict, "an object"), (("function", "name"), is_name, "a non-empty string")]
+JSON_SCHEMA_FIELDS = [(("json_schema",), is_dict, "an object"), (("json_schema", "name"), is_name, "a non-empty string"),
+                      (("json_schema", "description"), optional_str, "a string"),
+                      (("json_schema", "schema"), optional_dict, "an object (a JSON Schema)"),
+                      (("json_schema", "strict"), optional_bool, "a boolean")]
 
 
 def check_tool_calls(calls, where):
@@ -95,6 +121,7 @@ def check_tool(i, tool):
         fn = tool.get("function")
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise ValidationError({f"[{i}].function.name": ["Missing data for required field."]})
+        require(tool, FUNCTION_FIELDS, f"[{i}]")
     elif not isinstance(tool.get("type"), str):
         raise ValidationError({f"[{i}].type": ["Missing data for required field."]})
 
@@ -111,6 +138,9 @@ class StopField(StrictString):
 class ToolChoiceField(StrictString):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, dict):
+            require(value, [(("type",), is_name, "a non-empty string")])
+            if value["type"] == "function":
+                require(value, NAMED_CHOICE)
             return value
         if value not in ("none", "auto", "required"):
             raise ValidationError("must be 'none', 'auto', 'required' or an object naming a tool")
@@ -157,6 +187,8 @@ class ChatRequestSchema(SamplingSchema):
     def known_format(self, value, **kwargs):
         if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
             raise ValidationError({"type": ["must be one of text, json_object, json_schema"]})
+        if value is not None and value["type"] == "json_schema":
+            require(value, JSON_SCHEMA_FIELDS)
 
 
 chat_request = ChatRequestSchema()
