@@ -14,69 +14,49 @@ def check_content(content, where, role):
         raise ValidationError({where: ["must be a string or an array of content parts"]})
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":  # by far the most common part: checked first, and directly
+            if not isinstance(part.get("text"), str):
+                raise ValidationError({f"{where}[{j}].text": ["must be a string"]})
+            continue
         if not isinstance(kind, str) or kind not in PART_TYPES:
             raise ValidationError({f"{where}[{j}].type": [
                 f"must be one of {', '.join(sorted(PART_TYPES))}"]})
         if kind == "image_url" and role != "user":
             raise ValidationError({f"{where}[{j}].type": ["image parts are only allowed in user messages"]})
-        require(part, PART_FIELDS[kind], f"{where}[{j}]")
+        if kind == "refusal":
+            check_keys(part, REFUSAL_KEYS, f"{where}[{j}]")
+        else:  # image_url, input_audio and file parts hold an object under the key of their type
+            check_object(part.get(kind), PART_KEYS[kind], f"{where}[{j}].{kind}")
 
 
-def require(obj, specs, where=""):
-    """Raise a ValidationError naming the first of `specs` (path in obj, check, description) obj fails."""
-    for path, check, label in specs:
-        value = obj
-        for step in path:
-            value = value.get(step) if isinstance(value, dict) else None
-        if not check(value):
-            raise ValidationError({".".join((where,) + path if where else path): [f"must be {label}"]})
-
-
-def is_str(value):
-    return isinstance(value, str)
-
-
-def is_name(value):
-    return isinstance(value, str) and bool(value)
-
-
-def is_dict(value):
-    return isinstance(value, dict)
-
-
-def optional_str(value):
-    return value is None or isinstance(value, str)
-
-
-def optional_dict(value):
-    return value is None or isinstance(value, dict)
-
-
-def optional_bool(value):
-    return value is None or isinstance(value, bool)
-
-
-# What each object must carry, as OpenAI checks it: (path in the object, check, description).
-# Providers translate these objects by these paths, so a wrong shape is a 400 here, not their crash.
-PART_FIELDS = {
-    "text": [(("text",), is_str, "a string")],
-    "refusal": [(("refusal",), is_str, "a string")],
-    "image_url": [(("image_url",), is_dict, "an object"), (("image_url", "url"), is_str, "a string"),
-                  (("image_url", "detail"), optional_str, "a string")],
-    "input_audio": [(("input_audio",), is_dict, "an object"), (("input_audio", "data"), is_str, "a string"),
-                    (("input_audio", "format"), is_str, "a string")],
-    "file": [(("file",), is_dict, "an object")] + [
-        (("file", key), optional_str, "a string") for key in ("file_data", "file_id", "filename")],
+# What the objects providers read must carry, as OpenAI checks them: (key, JSON type, required).
+# Native adapters translate them key by key, so a wrong shape is a 400 here rather than their crash.
+TYPE_NAMES = {str: "a string", dict: "an object", bool: "a boolean"}
+REFUSAL_KEYS = (("refusal", str, True),)
+PART_KEYS = {
+    "image_url": (("url", str, True), ("detail", str, False)),
+    "input_audio": (("data", str, True), ("format", str, True)),
+    "file": (("file_data", str, False), ("file_id", str, False), ("filename", str, False)),
 }
-FUNCTION_FIELDS = [(("function",), is_dict, "an object"), (("function", "name"), is_name, "a non-empty string"),
-                   (("function", "description"), optional_str, "a string"),
-                   (("function", "parameters"), optional_dict, "an object (a JSON Schema)"),
-                   (("function", "strict"), optional_bool, "a boolean")]
-NAMED_CHOICE = [(("function",), is_dict, "an object"), (("function", "name"), is_name, "a non-empty string")]
-JSON_SCHEMA_FIELDS = [(("json_schema",), is_dict, "an object"), (("json_schema", "name"), is_name, "a non-empty string"),
-                      (("json_schema", "description"), optional_str, "a string"),
-                      (("json_schema", "schema"), optional_dict, "an object (a JSON Schema)"),
-                      (("json_schema", "strict"), optional_bool, "a boolean")]
+FUNCTION_KEYS = (("name", str, True), ("description", str, False), ("parameters", dict, False),
+                 ("strict", bool, False))
+NAMED_CHOICE_KEYS = (("name", str, True),)
+JSON_SCHEMA_KEYS = (("name", str, True), ("description", str, False), ("schema", dict, False),
+                    ("strict", bool, False))
+
+
+def check_object(obj, keys, where):
+    if not isinstance(obj, dict):
+        raise ValidationError({where: ["must be an object"]})
+    check_keys(obj, keys, where)
+
+
+def check_keys(obj, keys, where):
+    """Each (key, type, required) of `keys`: obj[key] has that JSON type, or is absent or null if optional."""
+    for key, kind, required in keys:
+        value = obj.get(key)
+        if not isinstance(value, kind) and (required or value is not None):
+            raise ValidationError({f"{where}.{key}" if where else key: [f"must be {TYPE_NAMES[kind]}"]})
 
 
 def check_tool_calls(calls, where):
@@ -121,7 +101,7 @@ def check_tool(i, tool):
         fn = tool.get("function")
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise ValidationError({f"[{i}].function.name": ["Missing data for required field."]})
-        require(tool, FUNCTION_FIELDS, f"[{i}]")
+        check_keys(fn, FUNCTION_KEYS, f"[{i}].function")
     elif not isinstance(tool.get("type"), str):
         raise ValidationError({f"[{i}].type": ["Missing data for required field."]})
 
@@ -138,9 +118,9 @@ class StopField(StrictString):
 class ToolChoiceField(StrictString):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, dict):
-            require(value, [(("type",), is_name, "a non-empty string")])
+            check_keys(value, (("type", str, True),), "")
             if value["type"] == "function":
-                require(value, NAMED_CHOICE)
+                check_object(value.get("function"), NAMED_CHOICE_KEYS, "function")
             return value
         if value not in ("none", "auto", "required"):
             raise ValidationError("must be 'none', 'auto', 'required' or an object naming a tool")
@@ -188,7 +168,7 @@ class ChatRequestSchema(SamplingSchema):
         if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
             raise ValidationError({"type": ["must be one of text, json_object, json_schema"]})
         if value is not None and value["type"] == "json_schema":
-            require(value, JSON_SCHEMA_FIELDS)
+            check_object(value.get("json_schema"), JSON_SCHEMA_KEYS, "json_schema")
 
 
 chat_request = ChatRequestSchema()

@@ -123,8 +123,12 @@ def too_deep(value, limit):
     the usual flat bodies and blind to the size of strings (base64 images cost nothing)."""
     level = [value]
     for _ in range(limit):
-        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
-                 if isinstance(child, (dict, list))]
-        if not level:
+        deeper = []
+        for node in level:  # JSON from orjson: exactly dict and list, so identity checks suffice
+            for child in node.values() if type(node) is dict else node:
+                if type(child) is dict or type(child) is list:
+                    deeper.append(child)
+        if not deeper:
             return False
+        level = deeper
     return True
