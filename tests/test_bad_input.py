@@ -312,3 +312,14 @@ def test_migrate_widens_real_columns_on_postgres(pg_url, tmp_path):
                         headers={"Authorization": "Bearer sk-master-test"})
     assert resp.get_json()["max_budget"] == 123456.789
     db.database.close_all()
+
+
+@pytest.mark.parametrize("path,field", [(CHAT, "max_tokens"), (CHAT, "max_completion_tokens"),
+                                        ("/v1/completions", "max_tokens"), ("/v1/responses", "max_output_tokens")])
+def test_token_counts_stay_within_32_bits(client, master, path, field):
+    """Token limits reserve max_tokens: sums of such values must never overflow a 64-bit counter."""
+    body = {CHAT: chat(), "/v1/completions": {"model": "mocky", "prompt": "hi"},
+            "/v1/responses": {"model": "mocky", "input": "hi"}}[path]
+    err = error_of(client.post(path, json=dict(body, **{field: 2 ** 31}), headers=master), 400)
+    assert err["param"] == field
+    assert client.post(path, json=dict(body, **{field: 2 ** 31 - 1}), headers=master).status_code == 200

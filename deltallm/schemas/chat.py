@@ -1,7 +1,8 @@
 """Chat completions request schema: checks what the gateway relies on; unknown fields pass through."""
 from marshmallow import INCLUDE, Schema, ValidationError, validates
 
-from deltallm.schemas.common import StrictBool, StrictDict, StrictList, StrictNumber, StrictString
+from deltallm.schemas.common import (MAX_TOKENS, StrictBool, StrictDict, StrictList, StrictNumber,
+                                     StrictString)
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
@@ -139,7 +140,7 @@ class SamplingSchema(Schema):
     n = StrictNumber(minimum=1, maximum=128, integer=True, allow_none=True)
     temperature = StrictNumber(minimum=0, maximum=2, allow_none=True)
     top_p = StrictNumber(minimum=0, maximum=1, allow_none=True)
-    max_tokens = StrictNumber(minimum=1, integer=True, allow_none=True)
+    max_tokens = StrictNumber(minimum=1, maximum=MAX_TOKENS, integer=True, allow_none=True)
     presence_penalty = StrictNumber(minimum=-2, maximum=2, allow_none=True)
     frequency_penalty = StrictNumber(minimum=-2, maximum=2, allow_none=True)
     seed = StrictNumber(integer=True, allow_none=True)
@@ -154,7 +155,7 @@ class SamplingSchema(Schema):
 
 class ChatRequestSchema(SamplingSchema):
     messages = StrictList(required=True, non_empty=True, check=check_message)
-    max_completion_tokens = StrictNumber(minimum=1, integer=True, allow_none=True)
+    max_completion_tokens = StrictNumber(minimum=1, maximum=MAX_TOKENS, integer=True, allow_none=True)
     tools = StrictList(check=check_tool, allow_none=True)
     tool_choice = ToolChoiceField(allow_none=True)
     response_format = StrictDict(allow_none=True)

@@ -7,6 +7,9 @@ from deltallm.errors import InvalidRequest
 # Every integer field fits a signed 64-bit column and orjson (which refuses wider integers); JSON
 # numbers like 1e300 are integers to Python and would otherwise reach both.
 INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+# Token counts: far beyond any model's window (OpenAI refuses such values too), and small enough that
+# sums of them (token limits reserve max_tokens) never overflow a 64-bit counter.
+MAX_TOKENS = 2 ** 31 - 1
 # orjson cannot serialise deeper than 254 levels and Responses echo the request a few levels down;
 # no OpenAI request needs more than a few dozen (structured-output schemas stop at 10).
 MAX_DEPTH = 128
