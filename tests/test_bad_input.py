@@ -77,7 +77,8 @@ def test_integers_beyond_64_bits_are_400(client, master, upstream, field):
 def test_the_widest_json_integers_pass_through_unknown_fields(client, master, upstream):
     """orjson reads any JSON integer it cannot write back as a float, so pass-through is safe."""
     upstream.post(URL, json=completion())
-    text = json.dumps(chat(model="gpt-4o-mini"))[:-1] + f', "x_big": {BIG}, "x_max": {BIG - 1}, "seed": {2**63 - 1}}}'
+    extra = f'"x_big": {BIG}, "x_max": {BIG - 1}, "seed": {2**63 - 1}'
+    text = json.dumps(chat(model="gpt-4o-mini"))[:-1] + f", {extra}}}"
     assert post_raw(client, master, CHAT, text).status_code == 200
     sent = json.loads(upstream.calls[0].request.body)
     assert sent["x_max"] == BIG - 1 and sent["x_big"] == float(BIG) and sent["seed"] == 2 ** 63 - 1
@@ -116,7 +117,8 @@ def test_responses_integer_beyond_64_bits_is_400(client, master):
 # -- item 6: fan-out limits -------------------------------------------------------------------------
 def test_prompt_lists_are_capped_before_any_upstream_call(client, master, upstream):
     upstream.post(URL, json=completion())
-    resp = client.post("/v1/completions", json={"model": "gpt-4o-mini", "prompt": ["p"] * 2000}, headers=master)
+    body = {"model": "gpt-4o-mini", "prompt": ["p"] * 2000}
+    resp = client.post("/v1/completions", json=body, headers=master)
     err = error_of(resp, 400)
     assert err["param"] == "prompt" and "128" in err["message"]
     assert not upstream.calls
@@ -228,7 +230,8 @@ def test_impossible_key_ids_are_404(admin_client, master, key_id):
         resp = getattr(admin_client, method)(f"/admin/keys/{key_id}", headers=master,
                                              **({"json": {}} if method == "patch" else {}))
         assert error_of(resp, 404)["code"] == "not_found"
-    assert error_of(admin_client.get(f"/admin/keys?after={key_id}", headers=master), 404)["code"] == "not_found"
+    listed = admin_client.get(f"/admin/keys?after={key_id}", headers=master)
+    assert error_of(listed, 404)["code"] == "not_found"
 
 
 def test_mock_reply_is_bounded_whatever_the_prompt(client, master):
@@ -250,12 +253,15 @@ def test_mock_reply_is_bounded_whatever_the_prompt(client, master):
     ({"tool_choice": {"type": "function", "function": {"name": ["f"]}}}, "tool_choice.function.name"),
     ({"tool_choice": {"type": ["function"]}}, "tool_choice.type"),
     ({"response_format": {"type": "json_schema", "json_schema": "x"}}, "response_format.json_schema"),
-    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "response_format.json_schema.name"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+     "response_format.json_schema.name"),
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": ["x"]}}},
      "response_format.json_schema.schema"),
     ({"response_format": {"type": ["json_schema"]}}, "response_format.type"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]}, "tools[0].function.parameters"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "description": 5}}]}, "tools[0].function.description"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]},
+     "tools[0].function.parameters"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "description": 5}}]},
+     "tools[0].function.description"),
 ])
 def test_tool_and_format_objects_are_checked(client, master, fields, param):
     """Native adapters read these objects by path: a wrong shape was their AttributeError, a 500."""
@@ -286,7 +292,8 @@ def test_budgets_are_stored_exactly(admin_client, master, budget):
     """max_budget and spend are 8-byte floats: PostgreSQL's REAL refused 1e-300 (a 500) and kept 7 digits."""
     created = admin_client.post("/admin/keys", json={"max_budget": budget}, headers=master)
     assert created.status_code == 201, created.data
-    assert admin_client.get(f"/admin/keys/{created.get_json()['id']}", headers=master).get_json()["max_budget"] == budget
+    read = admin_client.get(f"/admin/keys/{created.get_json()['id']}", headers=master)
+    assert read.get_json()["max_budget"] == budget
 
 
 def test_migrate_widens_real_columns_on_postgres(pg_url, tmp_path):
@@ -299,23 +306,23 @@ def test_migrate_widens_real_columns_on_postgres(pg_url, tmp_path):
         database.execute_sql("ALTER TABLE deltallm_api_keys ALTER COLUMN max_budget TYPE real, "
                              "ALTER COLUMN spend TYPE real")
     client = app.test_client()
-    key_id = client.post("/admin/keys", json={"max_budget": 12.5}, headers={"Authorization": "Bearer sk-master-test"}
-                         ).get_json()["id"]
+    master = {"Authorization": "Bearer sk-master-test"}
+    key_id = client.post("/admin/keys", json={"max_budget": 12.5}, headers=master).get_json()["id"]
     models.migrate()
     models.migrate()
     with db.connection() as database:
         types = dict(database.execute_sql(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'deltallm_api_keys' "
-            "AND column_name IN ('max_budget', 'spend')").fetchall())
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'deltallm_api_keys' AND column_name IN ('max_budget', 'spend')").fetchall())
     assert types == {"max_budget": "double precision", "spend": "double precision"}
-    resp = client.patch(f"/admin/keys/{key_id}", json={"max_budget": 123456.789},
-                        headers={"Authorization": "Bearer sk-master-test"})
+    resp = client.patch(f"/admin/keys/{key_id}", json={"max_budget": 123456.789}, headers=master)
     assert resp.get_json()["max_budget"] == 123456.789
     db.database.close_all()
 
 
-@pytest.mark.parametrize("path,field", [(CHAT, "max_tokens"), (CHAT, "max_completion_tokens"),
-                                        ("/v1/completions", "max_tokens"), ("/v1/responses", "max_output_tokens")])
+@pytest.mark.parametrize("path,field", [
+    (CHAT, "max_tokens"), (CHAT, "max_completion_tokens"), ("/v1/completions", "max_tokens"),
+    ("/v1/responses", "max_output_tokens")])
 def test_token_counts_stay_within_32_bits(client, master, path, field):
     """Token limits reserve max_tokens: sums of such values must never overflow a 64-bit counter."""
     body = {CHAT: chat(), "/v1/completions": {"model": "mocky", "prompt": "hi"},

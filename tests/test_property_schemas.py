@@ -87,7 +87,8 @@ def upstream_reply(request):
             return 200, {"Content-Type": "text/event-stream"}, body
         return 200, {"Content-Type": "application/json"}, orjson.dumps(completion())
     if path == "/embeddings":
-        return 200, {}, orjson.dumps({"object": "list", "model": "e", "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        return 200, {}, orjson.dumps({"object": "list", "model": "e",
+                                      "usage": {"prompt_tokens": 1, "total_tokens": 1},
                                       "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}]})
     if path == "/images/generations":
         return 200, {}, orjson.dumps({"created": 1, "data": [{"url": "https://img.test/1.png"}]})
@@ -304,7 +305,8 @@ def test_native_translators_never_fail(data):
     except (GatewayError, orjson.JSONDecodeError):
         return
     for module, model in ((anthropic_request, "anthropic/claude-3-5-haiku-latest"),
-                          (gemini_request, "gemini/gemini-2.0-flash"), (bedrock_request, "bedrock/anthropic.claude-3")):
+                          (gemini_request, "gemini/gemini-2.0-flash"),
+                          (bedrock_request, "bedrock/anthropic.claude-3")):
         try:
             orjson.dumps(module.to_request(Deployment("m", {"model": model, "api_key": "k"}), body))
         except GatewayError as exc:
