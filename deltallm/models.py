@@ -2,8 +2,8 @@
 import datetime
 
 import orjson
-from peewee import (BigAutoField, BooleanField, CharField, DateTimeField, FloatField, IntegerField,
-                    Model, TextField)
+from peewee import (BigAutoField, BooleanField, CharField, DateTimeField, DoubleField, IntegerField,
+                    Model, PostgresqlDatabase, TextField)
 from playhouse.migrate import SchemaMigrator, migrate as run_migrations
 
 from deltallm.db import database
@@ -39,13 +39,14 @@ class ApiKey(BaseModel):
     models = JSONField(default=list)
     mcp_servers = JSONField(default=list)
     metadata = JSONField(default=dict)
-    max_budget = FloatField(null=True)
+    # DOUBLE: Peewee's FloatField is PostgreSQL's 4-byte REAL (7 digits, refuses 1e-300 and 1e39)
+    max_budget = DoubleField(null=True)
     budget_duration = CharField(null=True, max_length=16)
     budget_reset_at = DateTimeField(null=True)
     rpm_limit = IntegerField(null=True)
     tpm_limit = IntegerField(null=True)
     max_parallel_requests = IntegerField(null=True)
-    spend = FloatField(default=0.0)
+    spend = DoubleField(default=0.0)
     expires_at = DateTimeField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
@@ -90,7 +91,7 @@ class Usage(BaseModel):
     prompt_tokens = IntegerField(default=0)
     completion_tokens = IntegerField(default=0)
     total_tokens = IntegerField(default=0)
-    spend = FloatField(default=0.0)
+    spend = DoubleField(default=0.0)
     latency_ms = IntegerField(default=0)
     stream = BooleanField(default=False)
 
@@ -111,7 +112,12 @@ def migrate():
         migrator = SchemaMigrator.from_database(database)
         for model in MODELS:
             table = model._meta.table_name
-            existing = {c.name for c in database.get_columns(table)}
+            existing = {c.name: c.data_type.lower() for c in database.get_columns(table)}
             missing = [f for f in model._meta.sorted_fields if f.column_name not in existing]
             if missing:
                 run_migrations(*[migrator.add_column(table, f.column_name, f) for f in missing])
+            # columns created as PostgreSQL's 4-byte REAL by earlier versions (SQLite's REAL has 8 bytes)
+            narrow = [f for f in model._meta.sorted_fields if isinstance(database.obj, PostgresqlDatabase)
+                      and isinstance(f, DoubleField) and existing.get(f.column_name) == "real"]
+            if narrow:
+                run_migrations(*[migrator.alter_column_type(table, f.column_name, f) for f in narrow])

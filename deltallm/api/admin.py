@@ -9,10 +9,13 @@ from deltallm.models import ApiKey, utcnow
 from deltallm.schemas.admin import key_create, key_update
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+KEY_ID_MAX = ApiKey.id.max_length
 
 
 def live_key(key_id):
-    row = ApiKey.get_or_none((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
+    # An id no key can have (PostgreSQL refuses NUL characters in a query) is simply not found.
+    row = None if "\x00" in key_id or len(key_id) > KEY_ID_MAX else \
+        ApiKey.get_or_none((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
     if row is None:
         raise NotFound(f"No key with id '{key_id}'.", param="key_id")
     return row

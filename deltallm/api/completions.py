@@ -13,8 +13,9 @@ bp = Blueprint("completions", __name__)
 @bp.post("/completions")
 def create_completion():
     body, call = model_request(completion_request)
-    bodies = [completions.to_chat(body, prompt) for prompt in completions.prompts(body)]
-    router, n = gateway().router, body.get("n") or 1
+    state = gateway()
+    bodies = [completions.to_chat(body, prompt) for prompt in completions.prompts(body, state.max_prompts)]
+    router, n = state.router, body.get("n") or 1
     if not body.get("stream"):
         results = router.run_each(call, body["model"], bodies, lambda d, c, b: d.adapter.chat(c, b))
         return json_response(completions.from_chat(results, n))

@@ -21,11 +21,15 @@ def to_schema(schema, param, *, ordered=False):
     `format`s and keywords (`additionalProperties`, `$schema`, `strict`, `patternProperties`, `not`,
     `exclusiveMinimum` ...) are dropped. `ordered` adds `propertyOrdering` (Gemini sorts keys otherwise).
     """
-    defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
+    defs = {name: value for key in ("definitions", "$defs") if isinstance(schema.get(key), dict)
+            for name, value in schema[key].items() if isinstance(value, dict)}
 
     def convert(node, seen):
         if not isinstance(node, dict):
             return {}
+        malformed = shape_error(node)
+        if malformed:
+            raise InvalidRequest(f"Invalid JSON Schema: {malformed}.", param=param)
         if isinstance(node.get("$ref"), str):
             name = node["$ref"].rsplit("/", 1)[-1]
             if name in seen or name not in defs:
@@ -38,7 +42,7 @@ def to_schema(schema, param, *, ordered=False):
                     if key == "properties":
                         out.setdefault(key, {}).update(value)
                     elif key in ("required", "propertyOrdering"):
-                        out[key] = list(dict.fromkeys(out.get(key, []) + value))
+                        out[key] = list(dict.fromkeys(out.get(key, []) + (value or [])))
                     else:
                         out[key] = value
             return out
@@ -78,3 +82,21 @@ def to_schema(schema, param, *, ordered=False):
         return out
 
     return convert(schema, ())
+
+
+def shape_error(node):
+    """What makes a schema node unreadable (keywords of the wrong JSON type), or None."""
+    types = node.get("type")
+    if not (types is None or isinstance(types, str)
+            or isinstance(types, list) and all(isinstance(t, str) for t in types)):
+        return "`type` must be a string or an array of strings"
+    for key in ("allOf", "anyOf", "oneOf", "enum"):
+        if node.get(key) is not None and not isinstance(node[key], list):
+            return f"`{key}` must be an array"
+    for key in ("required", "propertyOrdering"):
+        if node.get(key) is not None and not (isinstance(node[key], list)
+                                              and all(isinstance(k, str) for k in node[key])):
+            return f"`{key}` must be an array of strings"
+    if node.get("format") is not None and not isinstance(node["format"], str):
+        return "`format` must be a string"
+    return None

@@ -3,7 +3,8 @@
 Configure with `model: mock/<any-name>` and optionally `mock_response` (fixed reply text),
 `mock_latency_ms` (delay before the reply or first chunk) and `mock_chunk_delay_ms` (between
 stream chunks). A request may also carry `mock_response` itself, as with LiteLLM. Otherwise the
-reply is `This is a mock response to: <last user text>`.
+reply is `This is a mock response to: <last user text>`. A reply stops after `max_tokens` words, and
+after MAX_REPLY_WORDS words or MAX_REPLY_CHARS characters in any case (finish_reason `length`).
 """
 import base64
 import hashlib
@@ -15,11 +16,19 @@ from deltallm.errors import InvalidRequest
 from deltallm.providers.base import Provider
 
 
+# Bounds on what one request may make the mock produce: n (up to 128) copies of a reply that echoes
+# the prompt would otherwise make a 30 MB prompt a multi-gigabyte answer.
+MAX_REPLY_WORDS, MAX_REPLY_CHARS = 1024, 16384
+# Bounds on what one embeddings request may make the mock compute (OpenAI's models stop at 3072).
+MAX_DIMENSIONS = 8192
+MAX_VALUES = 1 << 20  # inputs x dimensions: about 20 MB of JSON
+
+
 def text_of(content):
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 
@@ -47,10 +56,11 @@ class MockProvider(Provider):
         last_user = next((text_of(m.get("content")) for m in reversed(messages)
                           if m.get("role") == "user"), "")
         reply = fixed if fixed is not None else f"This is a mock response to: {last_user}"
-        words = reply.split(" ")
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        finish = "stop"
-        if limit and len(words) > limit:
+        finish = "stop" if len(reply) <= MAX_REPLY_CHARS else "length"
+        words = reply[:MAX_REPLY_CHARS].split(" ", MAX_REPLY_WORDS)  # the last item holds the rest, if any
+        limit = min(body.get("max_completion_tokens") or body.get("max_tokens") or MAX_REPLY_WORDS,
+                    MAX_REPLY_WORDS)
+        if len(words) > limit:
             words, finish = words[:limit], "length"
         prompt = sum(count_tokens(text_of(m.get("content"))) for m in messages) + 3 * len(messages)
         completion = len(words) * (body.get("n") or 1)
@@ -108,6 +118,12 @@ class MockProvider(Provider):
         inputs = body["input"] if isinstance(body["input"], list) and body["input"] and \
             not isinstance(body["input"][0], int) else [body["input"]]
         size = int(body.get("dimensions") or self.deployment.params.get("mock_dimensions") or 16)
+        if size > MAX_DIMENSIONS:
+            raise InvalidRequest(f"Invalid value for 'dimensions': the mock provider returns at most "
+                                 f"{MAX_DIMENSIONS} dimensions.", param="dimensions")
+        if len(inputs) * size > MAX_VALUES:
+            raise InvalidRequest(f"Invalid value for 'input': {len(inputs)} inputs x {size} dimensions is "
+                                 f"more than the mock provider returns ({MAX_VALUES} values).", param="input")
         data, tokens = [], 0
         for i, item in enumerate(inputs):
             text = item if isinstance(item, str) else " ".join(map(str, item))

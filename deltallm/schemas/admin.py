@@ -1,26 +1,58 @@
-"""Admin API request schemas (virtual keys)."""
+"""Admin API request schemas (virtual keys), bounded by what the database columns can hold."""
 import re
 
+import orjson
 from marshmallow import RAISE, Schema, ValidationError, fields
 
 from deltallm.keys import parse_time
 from deltallm.schemas.common import StrictDict, StrictNumber, StrictString
 
-DURATION = re.compile(r"^\d+(s|m|h|d|mo)$")
+# ASCII digits only (\d also matches other scripts' digits); six digits keep it inside its column.
+DURATION = re.compile(r"[0-9]{1,6}(s|m|h|d|mo)")
+INT32_MAX = 2 ** 31 - 1  # limits are INTEGER columns (4 bytes on PostgreSQL)
+MAX_BUDGET = 1_000_000_000  # USD; absurd values are typos, and null means no budget
+MAX_NAME = 255  # a CharField's VARCHAR(255)
+MAX_LIST = 1000  # model or MCP server names per key
+MAX_METADATA = 16 * 1024  # bytes of metadata JSON per key: every authentication reads it
 
 
 def string_list(i, item):
     if not isinstance(item, str) or not item:
         raise ValidationError({f"[{i}]": ["must be a non-empty string"]})
+    if len(item) > MAX_NAME or "\x00" in item:
+        raise ValidationError({f"[{i}]": [f"must be at most {MAX_NAME} characters, without NUL characters"]})
 
 
 class StringList(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, list):
             raise ValidationError("must be an array of strings")
+        if len(value) > MAX_LIST:
+            raise ValidationError(f"must have at most {MAX_LIST} items")
         for i, item in enumerate(value):
             string_list(i, item)
         return list(dict.fromkeys(value))
+
+
+class Metadata(StrictDict):
+    """Any JSON object of at most MAX_METADATA bytes, without NUL characters (PostgreSQL refuses
+    them in text, and the other string fields refuse them too)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if len(orjson.dumps(value)) > MAX_METADATA:
+            raise ValidationError(f"must be at most {MAX_METADATA} bytes as JSON")
+        stack = [("", value)]
+        while stack:
+            path, node = stack.pop()
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, item in items:
+                where = f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"
+                if any(isinstance(text, str) and "\x00" in text for text in (key, item)):
+                    raise ValidationError({where.lstrip("."): ["must not contain NUL characters"]})
+                if isinstance(item, (dict, list)):
+                    stack.append((where, item))
+        return value
 
 
 class Timestamp(fields.Field):
@@ -36,8 +68,8 @@ class Timestamp(fields.Field):
 class Duration(StrictString):
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
-        if not DURATION.match(value):
-            raise ValidationError("must look like 30s, 15m, 1h, 1d, 30d or 1mo")
+        if not DURATION.fullmatch(value):
+            raise ValidationError("must look like 30s, 15m, 1h, 1d, 30d or 1mo (at most 6 digits)")
         return value
 
 
@@ -45,15 +77,15 @@ class KeyUpdateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = StrictString(allow_none=True)
+    name = StrictString(allow_none=True, max_length=MAX_NAME, no_nul=True)
     models = StringList()
     mcp_servers = StringList()
-    metadata = StrictDict()
-    max_budget = StrictNumber(minimum=0, allow_none=True)
+    metadata = Metadata()
+    max_budget = StrictNumber(minimum=0, maximum=MAX_BUDGET, allow_none=True)
     budget_duration = Duration(allow_none=True)
-    rpm_limit = StrictNumber(minimum=0, integer=True, allow_none=True)
-    tpm_limit = StrictNumber(minimum=0, integer=True, allow_none=True)
-    max_parallel_requests = StrictNumber(minimum=1, integer=True, allow_none=True)
+    rpm_limit = StrictNumber(minimum=0, maximum=INT32_MAX, integer=True, allow_none=True)
+    tpm_limit = StrictNumber(minimum=0, maximum=INT32_MAX, integer=True, allow_none=True)
+    max_parallel_requests = StrictNumber(minimum=1, maximum=INT32_MAX, integer=True, allow_none=True)
     expires_at = Timestamp(allow_none=True)
 
 

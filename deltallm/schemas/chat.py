@@ -1,7 +1,8 @@
 """Chat completions request schema: checks what the gateway relies on; unknown fields pass through."""
 from marshmallow import INCLUDE, Schema, ValidationError, validates
 
-from deltallm.schemas.common import StrictBool, StrictDict, StrictList, StrictNumber, StrictString
+from deltallm.schemas.common import (MAX_TOKENS, StrictBool, StrictDict, StrictList, StrictNumber,
+                                     StrictString)
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
@@ -13,18 +14,50 @@ def check_content(content, where, role):
     if not isinstance(content, list):
         raise ValidationError({where: ["must be a string or an array of content parts"]})
     for j, part in enumerate(content):
-        if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":  # by far the most common part: checked first, and directly
+            if not isinstance(part.get("text"), str):
+                raise ValidationError({f"{where}[{j}].text": ["must be a string"]})
+            continue
+        if not isinstance(kind, str) or kind not in PART_TYPES:
             raise ValidationError({f"{where}[{j}].type": [
                 f"must be one of {', '.join(sorted(PART_TYPES))}"]})
-        kind = part["type"]
-        if kind == "text" and not isinstance(part.get("text"), str):
-            raise ValidationError({f"{where}[{j}].text": ["must be a string"]})
-        if kind == "image_url":
-            if role != "user":
-                raise ValidationError({f"{where}[{j}].type": ["image parts are only allowed in user messages"]})
-            image = part.get("image_url")
-            if not isinstance(image, dict) or not isinstance(image.get("url"), str):
-                raise ValidationError({f"{where}[{j}].image_url.url": ["must be a string"]})
+        if kind == "image_url" and role != "user":
+            raise ValidationError({f"{where}[{j}].type": ["image parts are only allowed in user messages"]})
+        if kind == "refusal":
+            check_keys(part, REFUSAL_KEYS, f"{where}[{j}]")
+        else:  # image_url, input_audio and file parts hold an object under the key of their type
+            check_object(part.get(kind), PART_KEYS[kind], f"{where}[{j}].{kind}")
+
+
+# What the objects providers read must carry, as OpenAI checks them: (key, JSON type, required).
+# Native adapters translate them key by key, so a wrong shape is a 400 here rather than their crash.
+TYPE_NAMES = {str: "a string", dict: "an object", bool: "a boolean"}
+REFUSAL_KEYS = (("refusal", str, True),)
+PART_KEYS = {
+    "image_url": (("url", str, True), ("detail", str, False)),
+    "input_audio": (("data", str, True), ("format", str, True)),
+    "file": (("file_data", str, False), ("file_id", str, False), ("filename", str, False)),
+}
+FUNCTION_KEYS = (("name", str, True), ("description", str, False), ("parameters", dict, False),
+                 ("strict", bool, False))
+NAMED_CHOICE_KEYS = (("name", str, True),)
+JSON_SCHEMA_KEYS = (("name", str, True), ("description", str, False), ("schema", dict, False),
+                    ("strict", bool, False))
+
+
+def check_object(obj, keys, where):
+    if not isinstance(obj, dict):
+        raise ValidationError({where: ["must be an object"]})
+    check_keys(obj, keys, where)
+
+
+def check_keys(obj, keys, where):
+    """Each (key, type, required) of `keys`: obj[key] has that JSON type, or is absent or null if optional."""
+    for key, kind, required in keys:
+        value = obj.get(key)
+        if not isinstance(value, kind) and (required or value is not None):
+            raise ValidationError({f"{where}.{key}" if where else key: [f"must be {TYPE_NAMES[kind]}"]})
 
 
 def check_tool_calls(calls, where):
@@ -43,7 +76,7 @@ def check_message(i, m):
     if not isinstance(m, dict):
         raise ValidationError({where: ["must be an object"]})
     role = m.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise ValidationError({f"{where}.role": [f"must be one of {', '.join(sorted(ROLES))}"]})
     content = m.get("content")
     if role == "assistant":
@@ -69,6 +102,7 @@ def check_tool(i, tool):
         fn = tool.get("function")
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise ValidationError({f"[{i}].function.name": ["Missing data for required field."]})
+        check_keys(fn, FUNCTION_KEYS, f"[{i}].function")
     elif not isinstance(tool.get("type"), str):
         raise ValidationError({f"[{i}].type": ["Missing data for required field."]})
 
@@ -85,6 +119,9 @@ class StopField(StrictString):
 class ToolChoiceField(StrictString):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, dict):
+            check_keys(value, (("type", str, True),), "")
+            if value["type"] == "function":
+                check_object(value.get("function"), NAMED_CHOICE_KEYS, "function")
             return value
         if value not in ("none", "auto", "required"):
             raise ValidationError("must be 'none', 'auto', 'required' or an object naming a tool")
@@ -103,7 +140,7 @@ class SamplingSchema(Schema):
     n = StrictNumber(minimum=1, maximum=128, integer=True, allow_none=True)
     temperature = StrictNumber(minimum=0, maximum=2, allow_none=True)
     top_p = StrictNumber(minimum=0, maximum=1, allow_none=True)
-    max_tokens = StrictNumber(minimum=1, integer=True, allow_none=True)
+    max_tokens = StrictNumber(minimum=1, maximum=MAX_TOKENS, integer=True, allow_none=True)
     presence_penalty = StrictNumber(minimum=-2, maximum=2, allow_none=True)
     frequency_penalty = StrictNumber(minimum=-2, maximum=2, allow_none=True)
     seed = StrictNumber(integer=True, allow_none=True)
@@ -118,7 +155,7 @@ class SamplingSchema(Schema):
 
 class ChatRequestSchema(SamplingSchema):
     messages = StrictList(required=True, non_empty=True, check=check_message)
-    max_completion_tokens = StrictNumber(minimum=1, integer=True, allow_none=True)
+    max_completion_tokens = StrictNumber(minimum=1, maximum=MAX_TOKENS, integer=True, allow_none=True)
     tools = StrictList(check=check_tool, allow_none=True)
     tool_choice = ToolChoiceField(allow_none=True)
     response_format = StrictDict(allow_none=True)
@@ -131,6 +168,8 @@ class ChatRequestSchema(SamplingSchema):
     def known_format(self, value, **kwargs):
         if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
             raise ValidationError({"type": ["must be one of text, json_object, json_schema"]})
+        if value is not None and value["type"] == "json_schema":
+            check_object(value.get("json_schema"), JSON_SCHEMA_KEYS, "json_schema")
 
 
 chat_request = ChatRequestSchema()

@@ -4,6 +4,16 @@ from marshmallow import ValidationError, fields
 from deltallm.config import first_error
 from deltallm.errors import InvalidRequest
 
+# Every integer field fits a signed 64-bit column and orjson (which refuses wider integers); JSON
+# numbers like 1e300 are integers to Python and would otherwise reach both.
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+# Token counts: far beyond any model's window (OpenAI refuses such values too), and small enough that
+# sums of them (token limits reserve max_tokens) never overflow a 64-bit counter.
+MAX_TOKENS = 2 ** 31 - 1
+# orjson cannot serialise deeper than 254 levels and Responses echo the request a few levels down;
+# no OpenAI request needs more than a few dozen (structured-output schemas stop at 10).
+MAX_DEPTH = 128
+
 
 class StrictBool(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
@@ -17,6 +27,9 @@ class StrictNumber(fields.Field):
 
     def __init__(self, *, minimum=None, maximum=None, integer=False, **kwargs):
         super().__init__(**kwargs)
+        if integer:
+            minimum = INT64_MIN if minimum is None else max(minimum, INT64_MIN)
+            maximum = INT64_MAX if maximum is None else min(maximum, INT64_MAX)
         self.minimum, self.maximum, self.integer = minimum, maximum, integer
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -34,15 +47,21 @@ class StrictNumber(fields.Field):
 
 
 class StrictString(fields.Field):
-    def __init__(self, *, non_empty=False, **kwargs):
+    """A string; optionally non-empty, at most `max_length` characters, free of NUL characters."""
+
+    def __init__(self, *, non_empty=False, max_length=None, no_nul=False, **kwargs):
         super().__init__(**kwargs)
-        self.non_empty = non_empty
+        self.non_empty, self.max_length, self.no_nul = non_empty, max_length, no_nul
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str):
             raise ValidationError("must be a string")
         if self.non_empty and not value:
             raise ValidationError("must not be empty")
+        if self.max_length is not None and len(value) > self.max_length:
+            raise ValidationError(f"must be at most {self.max_length} characters")
+        if self.no_nul and "\x00" in value:
+            raise ValidationError("must not contain NUL characters")
         return value
 
 
@@ -50,6 +69,10 @@ def load(schema, data):
     """schema.load(data), or a 400 invalid_request_error whose `param` is the failing field path."""
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    if too_deep(data, MAX_DEPTH):
+        name = next(k for k, v in data.items() if isinstance(v, (dict, list)) and too_deep(v, MAX_DEPTH - 1))
+        raise InvalidRequest(f"Invalid value for '{name}': nested more than {MAX_DEPTH} levels deep.",
+                             param=name)
     try:
         return schema.load(data)
     except ValidationError as exc:
@@ -96,3 +119,19 @@ class StrictList(fields.Field):
             for i, item in enumerate(value):
                 self.check(i, item)
         return value
+
+
+def too_deep(value, limit):
+    """True if `value` nests containers more than `limit` levels deep; level by level, so cheap for
+    the usual flat bodies and blind to the size of strings (base64 images cost nothing)."""
+    level = [value]
+    for _ in range(limit):
+        deeper = []
+        for node in level:  # JSON from orjson: exactly dict and list, so identity checks suffice
+            for child in node.values() if type(node) is dict else node:
+                if type(child) is dict or type(child) is list:
+                    deeper.append(child)
+        if not deeper:
+            return False
+        level = deeper
+    return True

@@ -4,6 +4,9 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields
 from deltallm.schemas.common import Choice, StrictNumber, StrictString
 
 
+MAX_INPUTS = 2048  # OpenAI's limit on the length of an `input` array
+
+
 class EmbeddingInput(fields.Field):
     """A string, a list of strings, a token array, or a list of token arrays; never empty."""
 
@@ -14,6 +17,8 @@ class EmbeddingInput(fields.Field):
             return value
         if not isinstance(value, list) or not value:
             raise ValidationError("must be a string, an array of strings or an array of token arrays")
+        if len(value) > MAX_INPUTS:
+            raise ValidationError(f"must have at most {MAX_INPUTS} items")
         if all(isinstance(v, str) and v for v in value):
             return value
         if all(isinstance(v, int) and not isinstance(v, bool) for v in value):

@@ -2,7 +2,8 @@
 from marshmallow import RAISE, Schema, pre_load, validates, validates_schema
 
 from deltallm.errors import InvalidRequest
-from deltallm.schemas.common import Choice, StrictBool, StrictDict, StrictList, StrictNumber, StrictString
+from deltallm.schemas.common import (MAX_TOKENS, Choice, StrictBool, StrictDict, StrictList, StrictNumber,
+                                     StrictString)
 
 ROLES = ("user", "system", "developer", "assistant")
 PARTS = {"user": ("input_text", "input_image"), "system": ("input_text",),
@@ -161,8 +162,8 @@ class ResponsesRequestSchema(Schema):
     model = StrictString(required=True, non_empty=True)
     input = InputField(required=True)
     instructions = StrictString(allow_none=True)
-    max_output_tokens = StrictNumber(minimum=16, integer=True, allow_none=True)
-    max_tool_calls = StrictNumber(minimum=1, integer=True, allow_none=True)
+    max_output_tokens = StrictNumber(minimum=16, maximum=MAX_TOKENS, integer=True, allow_none=True)
+    max_tool_calls = StrictNumber(minimum=1, maximum=MAX_TOKENS, integer=True, allow_none=True)
     temperature = StrictNumber(minimum=0, maximum=2, allow_none=True)
     top_p = StrictNumber(minimum=0, maximum=1, allow_none=True)
     user = StrictString(allow_none=True)

@@ -14,12 +14,16 @@ UNSUPPORTED = {
 # Chat-only fields: the legacy request would overwrite them (messages) or its text-only answer would
 # drop what they produce (tool calls, per-token logprobs), so they are refused rather than ignored.
 CHAT_ONLY = ("messages", "tools", "tool_choice", "functions", "function_call", "top_logprobs")
+MAX_N = 128  # OpenAI's maximum of n (the schema's too)
 FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter",
           "tool_calls": "stop", "function_call": "stop"}
 
 
-def prompts(body):
-    """The prompt(s) as a list of strings, once no field chat models cannot honour is set."""
+def prompts(body, limit):
+    """The prompt(s) as a list of strings, once no field chat models cannot honour is set.
+
+    Each prompt is one upstream call asking for n choices: at most `limit` prompts, and at most
+    `limit` choices in all (or OpenAI's own maximum of n, if that is more)."""
     for name, rejected in UNSUPPORTED.items():
         if rejected(body.get(name)):
             raise InvalidRequest(f"'{name}' is not supported: DeltaLLM serves completions through chat "
@@ -29,7 +33,16 @@ def prompts(body):
             raise InvalidRequest(f"'{name}' is not a parameter of the completions API; use "
                                  "/v1/chat/completions for it.", param=name)
     prompt = body["prompt"]  # the schema admits a string or a non-empty list of strings
-    return [prompt] if isinstance(prompt, str) else list(prompt)
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if len(prompts) > limit:
+        raise InvalidRequest(f"Invalid value for 'prompt': this gateway accepts at most {limit} prompts "
+                             f"in one request, got {len(prompts)}.", param="prompt")
+    n, most = body.get("n") or 1, max(limit, MAX_N)
+    if len(prompts) * n > most:
+        raise InvalidRequest(f"Invalid value for 'n': {len(prompts)} prompts x n={n} asks for "
+                             f"{len(prompts) * n} completions; this gateway allows at most {most} in one "
+                             "request.", param="n")
+    return prompts
 
 
 def to_chat(body, prompt):
