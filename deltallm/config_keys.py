@@ -14,7 +14,6 @@ NOT_BUILT = "ignored: not implemented yet"
 NOT_SUPPORTED = "ignored: not supported by DeltaLLM"
 
 MODEL_ENTRY = {"model_name", "deltallm_params", "litellm_params", "model_info"}
-MODEL_INFO = {"id", "routing_strategy"}
 MCP_SERVER = {"url", "auth", "description"}
 MCP_AUTH = {"type", "token", "headers"}
 
@@ -42,11 +41,14 @@ PRICES = {
     "input_cost_per_audio_per_second", "input_cost_per_video_per_second", "search_context_cost_per_query",
 }
 
+# model_info keys DeltaLLM reads: the deployment id, a group's strategy, and prices (base_model: whose)
+MODEL_INFO = {"id", "routing_strategy", "base_model"} | PRICES
+
 # SPEC.md settings not built yet: accepted with a warning. Delete entries as the features land.
 PENDING = {
     "general_settings": {"embeddings_batch_enabled", "max_file_size_mb", "cache", "metrics_token",
                          "metrics_public", "metrics_key_labels"},
-    "model_info": {"mode"} | PRICES,
+    "model_info": {"mode"},
 }
 # routing strategies SPEC.md names that are not built yet (simple-shuffle is used instead)
 PENDING_STRATEGIES = set()
@@ -78,7 +80,7 @@ FOREIGN = {
         "output_cost_per_token": "prices belong in model_info",
     },
     "model_info": dict.fromkeys(
-        ["base_model", "max_tokens", "max_input_tokens", "max_output_tokens", "litellm_provider",
+        ["max_tokens", "max_input_tokens", "max_output_tokens", "litellm_provider",
          "description", "metadata", "access_groups", "tier", "team_id", "team_public_model_name", "db_model",
          "output_vector_size", "deprecation_date", "supported_openai_params", "supported_endpoints",
          "supported_modalities", "supported_output_modalities", "tpm", "rpm", "key", "health_check_model",

@@ -44,3 +44,11 @@ def on_starting(server):
     done = subprocess.run([sys.executable, "-m", "deltallm.cli", "migrate", "--quiet"], check=False)
     if done.returncode:
         sys.exit(done.returncode)
+
+
+def worker_exit(server, worker):
+    """A worker that stops (SIGTERM, restart, max requests) first writes what it buffered: usage records."""
+    app = getattr(worker, "wsgi", None)
+    gateway = getattr(app, "extensions", {}).get("deltallm") if app is not None else None
+    if gateway is not None:
+        gateway.close()

@@ -106,7 +106,7 @@ class KeyStore:
     @staticmethod
     def lookup(presented):
         """A Principal for a live key, or None."""
-        if not presented.startswith(KEY_PREFIX):
+        if not presented.startswith(KEY_PREFIX) or "\x00" in presented:  # NUL: PostgreSQL refuses it
             return None
         key_id, sep, secret = presented[len(KEY_PREFIX):].partition("-")
         if not sep or not key_id or not secret:

@@ -21,4 +21,7 @@ def create_embeddings():
 @bp.post("/v1/images/generations")
 @bp.post("/images/generations")
 def generate_images():
-    return proxied(image_request, lambda adapter, call, body: adapter.image_generation(call, body))
+    def generate(adapter, call, body):
+        call.units["images"] = body.get("n") or 1  # billed per image
+        return adapter.image_generation(call, body)
+    return proxied(image_request, generate)

@@ -21,8 +21,9 @@ def admit(call, model, body, stream=False):
     gw = gateway()
     policy = g.principal.policy
     price = gw.group_price(model) if policy is not None and policy.max_budget is not None else None
+    call.tokenizer = gw.tokenizer_model(model)
     call.ticket = gw.gate.admit(policy, model, body, endpoint=endpoint(), stream=stream, price=price,
-                                tokenizer_model=gw.tokenizer_model(model), request_id=g.request_id)
+                                tokenizer_model=call.tokenizer, request_id=g.request_id)
     call.body = body
 
 
@@ -35,7 +36,8 @@ def close_streams(call):
 
 def settle(call, status):
     """The answer is done: settle the reservations and write one usage record, or release them when
-    no upstream was reached (the gateway refused or failed the request itself)."""
+    no upstream was reached (the gateway refused or failed the request itself). Runs after a stream's
+    last byte too, when the request and app contexts are gone: it uses only the call."""
     ticket = call.ticket
     if ticket is None:
         return
@@ -46,7 +48,7 @@ def settle(call, status):
     usage = call.usage
     if usage is None and ticket.stream and call.body is not None:
         # cut before its usage chunk: what was seen so far
-        prompt = tokens.count_prompt(call.body, gateway().tokenizer_model(ticket.model))
+        prompt = tokens.count_prompt(call.body, call.tokenizer)
         completion = math.ceil(call.text_chars / 4)
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     ticket.done(status, usage, deployment=call.deployment.id, price=call.deployment.price, **call.units)

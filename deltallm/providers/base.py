@@ -24,7 +24,8 @@ class Call:
     """Per-request bookkeeping shared by the router and providers (never stored on a provider)."""
 
     __slots__ = ("request_id", "upstream_s", "deployment", "attempts", "deadline", "fallback", "may_use",
-                 "fallbacks", "usage", "sink", "ticket", "units", "body", "text_chars", "streams")
+                 "fallbacks", "usage", "sink", "ticket", "units", "body", "text_chars", "streams",
+                 "tokenizer")
 
     def __init__(self, request_id, deadline=None, may_use=None, fallbacks=None, sink=None):
         self.request_id = request_id
@@ -40,6 +41,7 @@ class Call:
         self.ticket = None            # governance: the admitted request (limits, budget, usage record)
         self.units = {}               # what is billed besides tokens: images, characters, seconds
         self.body = None              # the request body, to estimate a cut stream's prompt tokens
+        self.tokenizer = None         # ... with this model's tokenizer
         self.text_chars = 0           # streamed answer text seen, for a stream cut before its usage
         self.streams = []             # upstream streams still open, closed when the response ends
 
