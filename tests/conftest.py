@@ -47,6 +47,23 @@ def base_config(tmp_path, **general):
     }
 
 
+@pytest.fixture(autouse=True)
+def close_gateways(monkeypatch):
+    """Each test's gateways stop their background work when the test ends: a usage writer left running
+    would flush its rows into the next test's database (the Peewee database is process-wide)."""
+    from deltallm.gateway import Gateway
+    made = []
+    init = Gateway.__init__
+
+    def tracked_init(self, *args, **kwargs):
+        made.append(self)
+        init(self, *args, **kwargs)
+    monkeypatch.setattr(Gateway, "__init__", tracked_init)
+    yield
+    for gateway in made:
+        gateway.close()
+
+
 @pytest.fixture
 def config(tmp_path):
     return base_config(tmp_path)
