@@ -9,7 +9,7 @@ from deltallm.providers import provider_class
 class Deployment:
     """Built from one `model_list` entry (or an admin-registered model)."""
 
-    def __init__(self, model_name, params, model_info=None, id=None, source="config"):
+    def __init__(self, model_name, params, model_info=None, id=None, source="config", http=None):
         self.model_name = model_name
         self.params = dict(params)
         self.model_info = dict(model_info or {})
@@ -19,6 +19,8 @@ class Deployment:
         if not self.model:  # bare model names are OpenAI's
             self.provider, self.model = "openai", full
         self.weight = float(self.params.get("weight") or 1)
+        self.timeout = float(self.params.get("timeout") or 600)
+        self.http = http  # gateway-wide upstream options (proxies, CA bundle, event bound); None: defaults
         self.id = id or self.derive_id()
         self._adapter = None
 
