@@ -179,6 +179,7 @@ def test_retries_share_one_deadline(server):
 
 # -- item 9: JSON that is not a completion is the upstream's fault ------------------------------
 @pytest.mark.parametrize("body", [[1, 2, 3], 42, {}, {"choices": 5}, {"choices": [1]}, {"choices": [{"index": 0}]},
+                                  {"choices": [{"index": 0, "message": {"role": "assistant", "content": 5}}]},
                                   "text", None])
 @pytest.mark.parametrize("route, request_body", [
     ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}),
@@ -469,3 +470,16 @@ def test_auth_failure_error_is_not_retryable_and_names_deployment():
     with pytest.raises(UpstreamAuthFailed) as err:
         router.run(Call("r"), "g", operation)
     assert dep.id in err.value.message and "`g`" in err.value.message
+
+
+def test_the_deployments_own_key_is_masked_wherever_an_upstream_echoes_it(client, auth, upstream):
+    upstream.post(URL, status=400, json={"error": {"message": "header value upstream-secret is not allowed"}})
+    resp = client.post("/v1/chat/completions", headers=auth, json={
+        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]})
+    assert resp.status_code == 400
+    assert "upstream-secret" not in resp.get_json()["error"]["message"]
+
+
+def test_a_proxy_password_is_not_shown_by_the_admin_view():
+    dep = Deployment("g", {"model": "openai/a", "proxy": "http://user:hunter2@proxy.corp:3128"})
+    assert dep.public()["deltallm_params"]["proxy"] == "http://user:***@proxy.corp:3128"

@@ -87,7 +87,8 @@ def completion(data, provider):
     for `[1,2,3]` or `{}`."""
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not all(
-            isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices):
+            isinstance(c, dict) and isinstance(c.get("message"), dict)
+            and isinstance(c["message"].get("content"), (str, type(None))) for c in choices):
         raise not_a_completion(provider)
     if not isinstance(data.get("usage"), (dict, type(None))):
         raise not_a_completion(provider)

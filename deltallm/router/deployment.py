@@ -1,5 +1,6 @@
 """A deployment: one upstream model behind a public model name, with its lazily built adapter."""
 import hashlib
+import re
 
 import orjson
 
@@ -41,5 +42,7 @@ class Deployment:
         """What the admin API may show: never credentials."""
         params = {k: ("***" if ("key" in k or "secret" in k or "token" in k) and v else v)
                   for k, v in self.params.items()}
+        if isinstance(params.get("proxy"), str):  # a proxy URL may carry a password
+            params["proxy"] = re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", params["proxy"])
         return {"id": self.id, "model_name": self.model_name, "deltallm_params": params,
                 "model_info": self.model_info, "source": self.source}

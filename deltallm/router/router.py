@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from deltallm.errors import GatewayError, NoHealthyDeployments, UpstreamAuthFailed, UpstreamTimeout
 from deltallm.providers.base import Call
+from deltallm.providers.redact import MASK
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ class Router:
         group = self.registry.group(model_name)
         if not group:
             raise NoHealthyDeployments(f"No deployments available for model `{model_name}`.")
-        if call.deadline is None:
-            call.deadline = time.monotonic() + max(d.timeout for d in group)
+        # one deadline for this operation and its retries (a tool loop calling run again gets a new one)
+        call.deadline = time.monotonic() + max(d.timeout for d in group)
         failed = {}  # deployment -> its last error in this request
         last = None
         for attempt in range(self.num_retries + 1):
@@ -56,6 +57,7 @@ class Router:
             try:
                 return operation(deployment)
             except GatewayError as exc:
+                mask_secrets(exc, deployment)
                 self.explain(exc, deployment, call)
                 if not exc.retryable:
                     raise
@@ -103,3 +105,15 @@ class Router:
         call.upstream_s += max(c.upstream_s for c in calls)
         call.deployment = calls[0].deployment
         return results
+
+
+def mask_secrets(exc, deployment):
+    """An upstream may echo our own credential verbatim (in any shape the patterns miss): mask the
+    deployment's key, secret and token values in what is relayed and logged. Error path only."""
+    secrets = [v for k, v in deployment.params.items() if isinstance(v, str) and len(v) >= 6
+               and ("key" in k or "secret" in k or "token" in k)]
+    for secret in secrets:
+        if secret in exc.message:
+            exc.message = exc.message.replace(secret, MASK)
+        if exc.upstream_message and secret in exc.upstream_message:
+            exc.upstream_message = exc.upstream_message.replace(secret, MASK)
