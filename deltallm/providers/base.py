@@ -1,6 +1,7 @@
 """Shared plumbing for provider adapters: the upstream call under its deadline, and upstream error mapping."""
 import email.utils
 import logging
+import socket
 import time
 
 import orjson
@@ -12,8 +13,8 @@ from deltallm.errors import (InvalidRequest, UpstreamAuthFailed, UpstreamError, 
                              UpstreamRejected, UpstreamTimeout)
 from deltallm.providers.redact import clean
 from deltallm.providers.streams import iter_bytes, iter_sse, read_body  # noqa: F401 - adapters import them here
-from deltallm.providers.transport import (CONNECT_CAP, DEFAULT_OPTIONS, Timer, display_host, make_transport,
-                                          proxies_for, verify_for)
+from deltallm.providers.transport import (CONNECT_CAP, DEFAULT_OPTIONS, AttemptDeadline, Timer, cooperative,
+                                          display_host, make_transport, proxies_for, verify_for)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class Provider:
         self.timeout = float(deployment.params.get("timeout") or 600)
         self.stream_timeout = float(deployment.params.get("stream_timeout") or self.timeout)
         self.options = getattr(deployment, "http", None) or DEFAULT_OPTIONS
+        self.cooperative = cooperative()
         self.use_network()
 
     def use_network(self):
@@ -132,22 +134,26 @@ class Provider:
             prepared.headers.setdefault("User-Agent", USER_AGENT)
             if data is not None:
                 prepared.headers["Content-Length"] = str(len(data))
-            resp = self.transport.send(prepared, stream=True, timeout=(min(CONNECT_CAP, left), min(per_read, left)),
-                                       verify=self.verify, proxies=self.proxies)
-            if resp.status_code >= 400:
-                body = read_body(resp, timer, limit=self.options.max_event_bytes)
-                resp.close()
-            elif stream:
+            # Under gevent one timer bounds the whole attempt; elsewhere the socket under the body
+            # is armed with the deadline (streams are armed by their readers, see streams.py).
+            armed = not self.cooperative
+            with AttemptDeadline(left, self.cooperative):
+                resp = self.transport.send(prepared, stream=True, timeout=(min(CONNECT_CAP, left), min(per_read, left)),
+                                           verify=self.verify, proxies=self.proxies)
+                if resp.status_code >= 400:
+                    body = read_body(resp, timer, limit=self.options.max_event_bytes, armed=armed)
+                    resp.close()
+                elif not stream:
+                    read_body(resp, timer, armed=armed)
+            if stream and resp.status_code < 400:
                 timer.deadline = time.monotonic() + per_read  # from here on: silence between events
                 resp.timer, resp.max_event_bytes = timer, self.options.max_event_bytes
-            else:
-                read_body(resp, timer)
         except UpstreamTimeout:
             raise UpstreamTimeout(f"the {self.name} upstream at {self.host} did not answer within the "
                                   f"timeout of {self.timeout:g} s") from None
         except UpstreamError as exc:
             raise UpstreamError(f"the {self.name} upstream at {self.host}: {exc.message}") from None
-        except requests.Timeout as exc:
+        except (requests.Timeout, socket.timeout) as exc:
             raise UpstreamTimeout(f"the {self.name} upstream at {self.host} timed out: "
                                   f"{exc.__class__.__name__}") from None
         except requests.RequestException as exc:

@@ -15,9 +15,11 @@ def megabytes(limit):
     return f"{limit / 1048576:g} MB"
 
 
-def read_body(resp, timer, limit=None):
-    """The whole body, read before `timer.deadline`; at most `limit` bytes (the rest is dropped)."""
-    disarm = arm(resp, timer)
+def read_body(resp, timer, limit=None, armed=True):
+    """The whole body, read before `timer.deadline`; at most `limit` bytes (the rest is dropped).
+
+    `armed=False` when a gevent timer already bounds the read (Provider.send)."""
+    disarm = arm(resp, timer) if armed else None
     parts, size = [], 0
     try:
         for data in resp.raw.stream(65536, decode_content=True):
@@ -35,7 +37,8 @@ def read_body(resp, timer, limit=None):
         resp.close()
         raise UpstreamError(f"the connection broke while reading the response ({exc.__class__.__name__})") from None
     finally:
-        disarm()
+        if disarm is not None:
+            disarm()
     body = b"".join(parts)
     resp._content, resp._content_consumed = body[:limit] if limit is not None else body, True
     return resp._content

@@ -141,6 +141,37 @@ class DeadlineSocket:
         return getattr(self._sock, name)
 
 
+def cooperative():
+    """True in a gevent-patched process (gunicorn's gevent workers), where gevent.Timeout can
+    interrupt any wait; decided when an adapter is built, after the worker patched itself."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return monkey.is_module_patched("socket")
+
+
+class AttemptDeadline:
+    """Under gevent, bounds connect + send + headers (+ the body, if read inside) as a whole: a
+    peer dripping bytes defeats per-read timeouts. Elsewhere a no-op: `arm` bounds the body then."""
+
+    __slots__ = ("timeout",)
+
+    def __init__(self, seconds, enabled):
+        self.timeout = None
+        if enabled:
+            from gevent import Timeout
+            self.timeout = Timeout(seconds, socket.timeout("upstream deadline passed"))
+
+    def __enter__(self):
+        if self.timeout is not None:
+            self.timeout.start()
+
+    def __exit__(self, *exc):
+        if self.timeout is not None:
+            self.timeout.close()
+
+
 def arm(resp, timer):
     """Put `timer` between the response body and its socket; returns a function undoing it.
 

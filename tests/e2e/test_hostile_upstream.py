@@ -1,5 +1,6 @@
 """Hostile upstreams against real gunicorn/gevent (one worker): an endless stream line fails only its
-own stream, a dripping upstream is cut at `timeout`, and non-completion JSON is a 502."""
+own stream, a dripping upstream (body or headers) is cut at `timeout`, and non-completion JSON is a 502."""
+import socket
 import threading
 import time
 
@@ -13,13 +14,45 @@ AUTH = {"Authorization": f"Bearer {MASTER}"}
 
 
 @pytest.fixture(scope="module")
-def gateway(upstream_url, tmp_path_factory):
+def header_dripper():
+    """A server that answers any request with a status line, then one header byte every 0.5 s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(conn):
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not stop.is_set():
+                    conn.sendall(b"X")
+                    time.sleep(0.5)
+            except OSError:
+                pass
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    listener.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream_url, header_dripper, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     config = f"""
 model_list:
   - model_name: gpt
     deltallm_params: {{model: openai/gpt-4o-mini, api_base: {upstream_url}/v1, api_key: upstream-secret,
                        timeout: 3}}
+  - model_name: slow-headers
+    deltallm_params: {{model: openai/gpt-4o-mini, api_base: {header_dripper}/v1, api_key: k, timeout: 3}}
 general_settings:
   master_key: {MASTER}
   database_url: {tmp / "hostile.db"}
@@ -28,9 +61,9 @@ general_settings:
         yield url
 
 
-def chat(url, text, stream=False, timeout=120):
+def chat(url, text, stream=False, timeout=120, model="gpt"):
     return requests.post(url + "/v1/chat/completions", headers=AUTH, timeout=timeout, stream=stream,
-                         json={"model": "gpt", "stream": stream, "messages": [{"role": "user", "content": text}]})
+                         json={"model": model, "stream": stream, "messages": [{"role": "user", "content": text}]})
 
 
 def test_an_endless_line_fails_its_stream_while_another_stream_on_the_worker_completes(gateway):
@@ -69,6 +102,16 @@ def test_a_dripping_upstream_is_cut_at_the_timeout(gateway):
     took = time.monotonic() - started
     assert resp.status_code == 504, resp.text
     assert resp.json()["error"]["type"] == "timeout_error"
+    assert 2.5 < took < 15, took
+
+
+def test_dripping_response_headers_are_cut_at_the_timeout_too(gateway):
+    """Per-read timeouts never fire on a byte every 0.5 s; the gevent deadline over connect, send
+    and headers does."""
+    started = time.monotonic()
+    resp = chat(gateway, "hi", model="slow-headers", timeout=60)
+    took = time.monotonic() - started
+    assert resp.status_code == 504, resp.text
     assert 2.5 < took < 15, took
 
 
