@@ -149,8 +149,8 @@ class Provider:
                 timer.deadline = time.monotonic() + per_read  # from here on: silence between events
                 resp.timer, resp.max_event_bytes = timer, self.options.max_event_bytes
         except UpstreamTimeout:
-            raise UpstreamTimeout(f"the {self.name} upstream at {self.host} did not answer within the "
-                                  f"timeout of {self.timeout:g} s") from None
+            raise UpstreamTimeout(f"the {self.name} upstream at {self.host} did not answer within "
+                                  f"{left:.3g} s (timeout)") from None
         except UpstreamError as exc:
             raise UpstreamError(f"the {self.name} upstream at {self.host}: {exc.message}") from None
         except (requests.Timeout, socket.timeout) as exc:
