@@ -8,6 +8,10 @@ class GatewayError(Exception):
     type = "server_error"
     code = None
     retryable = False
+    # Set on upstream failures: the seconds a 429 asked us to wait before trying that deployment
+    # again (the router honours it; cooldowns may too), and the upstream's own words for the log.
+    retry_after = None
+    upstream_message = None
 
     def __init__(self, message, *, param=None, code=None, status=None, type=None,
                  headers=None, retryable=None):

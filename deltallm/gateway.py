@@ -1,6 +1,8 @@
 """The process-wide gateway state built once from Settings: registry, router, key store, Redis."""
 from deltallm import banner
+from deltallm.config import upstream_environment
 from deltallm.keys import KeyStore
+from deltallm.providers.transport import HttpOptions
 from deltallm.router.registry import ModelRegistry
 from deltallm.router.router import Router
 
@@ -9,7 +11,8 @@ class Gateway:
     def __init__(self, settings):
         self.settings = settings
         routing = settings.router_settings
-        self.registry = ModelRegistry(settings.model_list, defaults={"timeout": routing["timeout"]})
+        http = HttpOptions(max_event_mb=settings.general["max_stream_event_mb"], **upstream_environment())
+        self.registry = ModelRegistry(settings.model_list, defaults={"timeout": routing["timeout"]}, http=http)
         self.router = Router(self.registry, num_retries=routing["num_retries"])
         self.keys = KeyStore(settings.master_key)
         banner.warn_once_per_process(settings)

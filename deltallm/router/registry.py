@@ -6,13 +6,15 @@ from deltallm.router.deployment import Deployment
 
 
 class ModelRegistry:
-    def __init__(self, model_list=(), defaults=None):
+    def __init__(self, model_list=(), defaults=None, http=None):
         self.created = int(time.time())
         self.defaults = dict(defaults or {})
+        self.http = http  # providers.transport.HttpOptions, shared by every deployment
         self.groups = {}
         for entry in model_list:
             self.add(Deployment(entry["model_name"], self.with_defaults(entry["params"]),
-                                entry.get("model_info"), id=(entry.get("model_info") or {}).get("id")))
+                                entry.get("model_info"), id=(entry.get("model_info") or {}).get("id"),
+                                http=http))
 
     def with_defaults(self, params):
         merged = dict(self.defaults)
