@@ -396,6 +396,21 @@ def describe_database(url):
     return "SQLite in memory" if path == ":memory:" else f"SQLite file {os.path.abspath(path)}"
 
 
+def upstream_environment(environ=None):
+    """The proxy and CA-bundle variables for upstream calls, read once at startup.
+
+    Names as requests and curl read them: lower case wins over upper case; the CA bundle is
+    REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else SSL_CERT_FILE.
+    """
+    env = os.environ if environ is None else environ
+
+    def var(name):
+        return env.get(name.lower()) or env.get(name.upper()) or None
+    proxies = {scheme: var(f"{scheme}_proxy") for scheme in ("http", "https", "all") if var(f"{scheme}_proxy")}
+    ca_bundle = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or env.get("SSL_CERT_FILE") or None
+    return {"proxies": proxies, "no_proxy": var("no_proxy") or "", "ca_bundle": ca_bundle}
+
+
 def server_settings():
     """Process settings for gunicorn, from the PaaS-style environment."""
     cpu = os.cpu_count() or 1

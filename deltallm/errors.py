@@ -9,10 +9,12 @@ class GatewayError(Exception):
     code = None
     retryable = False
     # routing facts: the deployment itself is at fault (its credentials or model are wrong), the
-    # fallback chain a refusal leads to ('context_window' | 'content_policy'), the upstream's Retry-After
+    # fallback chain a refusal leads to ('context_window' | 'content_policy'), the seconds a 429 asked
+    # us to wait before trying that deployment again, and the upstream's own words for the log
     deployment_fault = False
     kind = None
     retry_after = None
+    upstream_message = None
 
     def __init__(self, message, *, param=None, code=None, status=None, type=None,
                  headers=None, retryable=None):

@@ -1,10 +1,12 @@
 """The process-wide gateway state built once from Settings: registry, router, key store, Redis."""
 from deltallm import banner, model_store
+from deltallm.config import upstream_environment
 from deltallm.governance import prices, reports, tokens
 from deltallm.governance.gate import Gate
 from deltallm.governance.limits import Limiter
 from deltallm.governance.usage import UsageWriter
 from deltallm.keys import KeyStore
+from deltallm.providers.transport import HttpOptions
 from deltallm.router.health import HealthChecker
 from deltallm.router.policy import Policy
 from deltallm.router.registry import ModelRegistry
@@ -18,9 +20,10 @@ class Gateway:
         self.settings = settings
         routing = settings.router_settings
         self.secrets = SecretBox(settings.encryption_key)
+        http = HttpOptions(max_event_mb=settings.general["max_stream_event_mb"], **upstream_environment())
         self.registry = ModelRegistry(settings.model_list, defaults={"timeout": routing["timeout"]},
                                       aliases=routing.get("model_group_alias"),
-                                      loader=model_store.loader(self.secrets))
+                                      loader=model_store.loader(self.secrets), http=http)
         self.keys = KeyStore(settings.master_key)
         banner.warn_once_per_process(settings)
         # one legacy completions request fans out to one upstream call per prompt (and n choices each)

@@ -142,9 +142,11 @@ def test_group_spreads_over_deployments_and_strips_prefix(client, auth, upstream
     (500, {"error": {"message": "boom"}}, 502, "upstream_error", "upstream_error"),
     (429, {"error": {"message": "slow down"}}, 429, "rate_limit_error", "upstream_rate_limited"),
 ])
-def test_upstream_errors_are_mapped(client, auth, upstream, status, upstream_body, expected_status,
+def test_upstream_errors_are_mapped(client, auth, upstream, monkeypatch, status, upstream_body, expected_status,
                                     expected_type, expected_code):
     upstream.post(URL, status=status, json=upstream_body, headers={"Retry-After": "7"})
+    slept = []
+    monkeypatch.setattr("deltallm.router.router.time.sleep", slept.append)
     resp = post(client, auth)
     assert resp.status_code == expected_status
     error = resp.get_json()["error"]
@@ -154,6 +156,7 @@ def test_upstream_errors_are_mapped(client, auth, upstream, status, upstream_bod
     assert len(upstream.calls) == (3 if retryable else 1)  # num_retries: 2
     if status == 429:
         assert resp.headers["Retry-After"] == "7"
+        assert slept == [7.0, 7.0]  # the only deployment is retried after the upstream's Retry-After
     if status == 400:
         assert error["message"] == "bad temperature" and error["param"] == "temperature"
 

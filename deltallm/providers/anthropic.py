@@ -6,7 +6,8 @@ import orjson
 
 from deltallm.errors import UpstreamError
 from deltallm.providers.anthropic_request import json_tool_name, to_request
-from deltallm.providers.base import Provider, error_message, iter_sse, map_status, parse_json
+from deltallm.providers.base import (Provider, error_message, iter_sse, map_status, not_a_completion, parse_json,
+                                    translated)
 
 API_VERSION = "2023-06-01"
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
@@ -35,7 +36,9 @@ class AnthropicProvider(Provider):
         data = parse_json(resp.content)
         if not isinstance(data, dict):
             raise UpstreamError("anthropic upstream returned a body that is not a JSON object")
-        return from_response(self.deployment, data, json_tool_name(body))
+        if not isinstance(data.get("content"), list):  # a Message always has its content blocks
+            raise not_a_completion("anthropic", "a Messages API message")
+        return translated("anthropic", from_response, self.deployment, data, json_tool_name(body))
 
     def chat_stream(self, call, body):
         payload = to_request(self.deployment, body)
@@ -199,7 +202,7 @@ def iter_stream(resp, translator):
             payload = parse_json(data)
             if not isinstance(payload, dict):
                 raise UpstreamError("anthropic upstream sent a stream event that is not JSON")
-            yield from translator.feed(event, payload)
+            yield from translated("anthropic", translator.feed, event, payload)
             if translator.done:
                 return
         raise UpstreamError("anthropic upstream stream ended before message_stop")

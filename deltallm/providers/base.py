@@ -1,23 +1,25 @@
-"""Shared plumbing for provider adapters: pooled HTTP sessions, upstream error mapping, SSE reading."""
+"""Shared plumbing for provider adapters: the upstream call under its deadline, and upstream error mapping."""
 import email.utils
 import logging
+import socket
 import time
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 
 from deltallm.errors import (InvalidRequest, UpstreamAuthFailed, UpstreamError, UpstreamRateLimited,
                              UpstreamRejected, UpstreamTimeout)
 from deltallm.providers.classify import classify
+from deltallm.providers.redact import clean
+from deltallm.providers.streams import iter_bytes, iter_sse, read_body  # noqa: F401 - adapters import them here
+from deltallm.providers.transport import (CONNECT_CAP, DEFAULT_OPTIONS, AttemptDeadline, Timer, cooperative,
+                                          display_host, make_transport, proxies_for, verify_for)
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "deltallm/0.1"
-# Sized for gevent: one worker holds many concurrent upstream connections (1,000 streams and more).
-POOL_SIZE = 2048
 
 
 class Call:
@@ -65,16 +67,6 @@ class Call:
             details["cached_tokens"] += cached
 
 
-def make_transport():
-    """requests' pooled transport, used without a Session.
-
-    A Session re-merges settings, environment (proxies, netrc, CA bundle), cookies and hooks on every
-    call - about a quarter of a proxied request's CPU in bench/. Upstream calls need none of it: the
-    URL, headers and body are built here, there are no cookies or redirects, and proxies are not
-    taken from the environment.
-    """
-    return HTTPAdapter(pool_connections=8, pool_maxsize=POOL_SIZE, max_retries=0)
-
 
 def error_message(payload, default):
     """Best-effort (message, type, code, param) from an upstream error body of any common shape."""
@@ -117,10 +109,25 @@ class Provider:
         self.deployment = deployment
         self.transport = make_transport()
         self.api_base = (deployment.params.get("api_base") or self.default_api_base or "").rstrip("/")
-        timeout = float(deployment.params.get("timeout") or 600)
-        self.timeout = (min(10.0, timeout), timeout)
-        stream_timeout = float(deployment.params.get("stream_timeout") or timeout)
-        self.stream_timeout = (min(10.0, stream_timeout), stream_timeout)
+        self.timeout = float(deployment.params.get("timeout") or 600)
+        self.stream_timeout = float(deployment.params.get("stream_timeout") or self.timeout)
+        self.options = getattr(deployment, "http", None) or DEFAULT_OPTIONS
+        self.cooperative = cooperative()
+        self.use_network()
+
+    def use_network(self):
+        """Proxy, TLS verification and the host named in errors, for `api_base`: once, at startup.
+
+        An adapter that settles its api_base later (Bedrock: from the region) calls this again."""
+        params = self.deployment.params
+        self.host = display_host(self.api_base) if self.api_base else self.name
+        self.proxies = proxies_for(self.api_base, params, self.options) if self.api_base else None
+        self.verify = verify_for(params, self.options)
+        if self.verify is False and self.api_base.startswith("https"):
+            logger.warning("deployment %s (%s): TLS certificates of %s are not verified (ssl_verify: false)",
+                           self.deployment.id, self.deployment.model_name, self.host)
+            import urllib3
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
     def use_headers(self, **fixed):
         """self.headers and self.stream_headers: JSON, the API's fixed headers, the deployment's key
@@ -135,8 +142,23 @@ class Provider:
 
     # -- HTTP -----------------------------------------------------------------------------
     def send(self, call, url, payload=None, *, headers=None, stream=False, method="POST", data=None):
-        """Send one upstream request; raise the mapped GatewayError on any failure."""
+        """Send one upstream request; raise the mapped GatewayError on any failure.
+
+        `timeout` bounds the whole attempt (connect, send, headers and, unless streamed, the full
+        body), within what is left of the request's deadline (`call.deadline`, across retries). A
+        stream is returned open, with a timer (`resp.timer`) its readers restart as events arrive:
+        `stream_timeout` bounds the silence between them.
+        """
         started = time.perf_counter()
+        now = time.monotonic()
+        deadline = now + self.timeout
+        if call.deadline is not None and call.deadline < deadline:
+            deadline = call.deadline
+        left = deadline - now
+        if left <= 0:
+            raise UpstreamTimeout(f"no time left to call the {self.name} upstream at {self.host} (timeout)")
+        per_read = self.stream_timeout if stream else self.timeout
+        timer = Timer(deadline, per_read)
         try:
             if payload is not None:
                 data = orjson.dumps(payload)
@@ -146,21 +168,38 @@ class Provider:
             prepared.headers.setdefault("User-Agent", USER_AGENT)
             if data is not None:
                 prepared.headers["Content-Length"] = str(len(data))
-            resp = self.transport.send(prepared, stream=stream,
-                                       timeout=self.stream_timeout if stream else self.timeout)
-            if resp.status_code >= 400:
-                body = resp.content
-                resp.close()
-                raise self.map_error(resp.status_code, body, resp.headers)
-            if not stream:
-                resp.content  # read the body inside the timed section
-            return resp
-        except requests.Timeout as exc:
-            raise UpstreamTimeout(f"{self.name} upstream timed out: {exc.__class__.__name__}") from None
+            # Under gevent one timer bounds the whole attempt; elsewhere the socket under the body
+            # is armed with the deadline (streams are armed by their readers, see streams.py).
+            armed = not self.cooperative
+            with AttemptDeadline(left, self.cooperative):
+                resp = self.transport.send(prepared, stream=True, timeout=(min(CONNECT_CAP, left), min(per_read, left)),
+                                           verify=self.verify, proxies=self.proxies)
+                if resp.status_code >= 400:
+                    body = read_body(resp, timer, limit=self.options.max_event_bytes, armed=armed)
+                    resp.close()
+                elif not stream:
+                    read_body(resp, timer, armed=armed)
+            if stream and resp.status_code < 400:
+                timer.deadline = time.monotonic() + per_read  # from here on: silence between events
+                resp.timer, resp.max_event_bytes = timer, self.options.max_event_bytes
+        except UpstreamTimeout:
+            raise UpstreamTimeout(f"the {self.name} upstream at {self.host} did not answer within "
+                                  f"{left:.3g} s (timeout)") from None
+        except UpstreamError as exc:
+            raise UpstreamError(f"the {self.name} upstream at {self.host}: {exc.message}") from None
+        except (requests.Timeout, socket.timeout) as exc:
+            raise UpstreamTimeout(f"the {self.name} upstream at {self.host} timed out: "
+                                  f"{exc.__class__.__name__}") from None
         except requests.RequestException as exc:
-            raise UpstreamError(f"could not reach the {self.name} upstream: {exc.__class__.__name__}") from None
+            logger.warning("request %s: %s upstream at %s unreachable: %s", call.request_id, self.name,
+                           self.host, clean(exc))
+            raise UpstreamError(f"could not reach the {self.name} upstream at {self.host}: "
+                                f"{connection_problem(exc)}") from None
         finally:
             call.upstream_s += time.perf_counter() - started
+        if resp.status_code >= 400:
+            raise self.map_error(resp.status_code, body, resp.headers)
+        return resp
 
     def map_error(self, status, body, headers):
         """Map an upstream HTTP error to SPEC §3; subclasses may refine it."""
@@ -197,31 +236,26 @@ class Provider:
         raise self.unsupported("transcription")
 
 
-def map_status(provider, status, message, *, etype=None, code=None, param=None, retry_after=None):
-    """The status-to-error rules shared by every provider, with the facts the router acts on."""
-    if status in (401, 403):
-        exc = UpstreamAuthFailed(f"{provider} upstream rejected the gateway's credentials "
-                                 f"(HTTP {status}): {message}")
-        exc.deployment_fault = True
-        return exc
-    if status == 429:
-        exc = UpstreamRateLimited(message, headers={"Retry-After": retry_after} if retry_after else None)
-        exc.retry_after = retry_after_seconds(retry_after)
-        return exc
-    if status in (408, 504):
-        return UpstreamTimeout(message)
-    if status >= 500:
-        return UpstreamError(f"{provider} upstream error (HTTP {status}): {message}")
-    exc = UpstreamRejected(message, status=status, type=etype or "invalid_request_error",
-                           code=code if isinstance(code, str) else None,
-                           param=param if isinstance(param, str) else None)
-    exc.deployment_fault = status == 404  # the deployment's model or path is wrong, not the request
-    exc.kind = classify(status, message, code)
-    return exc
+def connection_problem(exc):
+    """What went wrong connecting, in words (the exception's own text may hold URLs and secrets)."""
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "the proxy refused or failed (ProxyError)"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake or certificate verification failed (SSLError)"
+    text = str(exc)
+    for needle, words in (("Name or service not known", "the host name does not resolve"),
+                          ("nodename nor servname", "the host name does not resolve"),
+                          ("Temporary failure in name resolution", "the host name does not resolve"),
+                          ("Connection refused", "connection refused"),
+                          ("Connection reset", "connection reset"),
+                          ("RemoteDisconnected", "the upstream closed the connection without answering")):
+        if needle in text:
+            return f"{words} ({exc.__class__.__name__})"
+    return exc.__class__.__name__
 
 
 def retry_after_seconds(value):
-    """An upstream Retry-After (seconds, or an HTTP date) in seconds; None when absent or unreadable."""
+    """A Retry-After header (seconds or an HTTP date) as seconds from now, or None."""
     if not value:
         return None
     try:
@@ -230,48 +264,49 @@ def retry_after_seconds(value):
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, when.timestamp() - time.time()) if when else None
 
 
-def iter_bytes(resp):
-    """Yield body bytes as they arrive (no read-ahead buffering), chunked or not."""
-    raw = resp.raw
+def map_status(provider, status, message, *, etype=None, code=None, param=None, retry_after=None):
+    """The status-to-error rules shared by every provider, with the facts the router acts on.
+
+    The upstream's own words are relayed capped and masked, and never for 401/403 (they may quote
+    our provider key): `upstream_message` keeps them, cleaned, for the log.
+    """
+    message = clean(message)
+    if status in (401, 403):
+        exc = UpstreamAuthFailed(f"the {provider} upstream rejected the gateway's credentials (HTTP {status})")
+        exc.deployment_fault = True
+    elif status == 429:
+        headers = {"Retry-After": retry_after} if retry_after else None
+        exc = UpstreamRateLimited(message, headers=headers)
+        exc.retry_after = retry_after_seconds(retry_after)
+    elif status in (408, 504):
+        exc = UpstreamTimeout(message)
+    elif status >= 500:
+        exc = UpstreamError(f"{provider} upstream error (HTTP {status}): {message}")
+    else:
+        exc = UpstreamRejected(message, status=status, type=clean(etype) if etype else "invalid_request_error",
+                               code=clean(code) if isinstance(code, str) else None,
+                               param=clean(param) if isinstance(param, str) else None)
+        exc.deployment_fault = status == 404  # the deployment's model or path is wrong, not the request
+        exc.kind = classify(status, message, code)  # context length / content policy: their own fallbacks
+    exc.upstream_message = message
+    return exc
+
+
+def not_a_completion(provider, what="a chat completion"):
+    return UpstreamError(f"{provider} upstream returned JSON that is not {what}")
+
+
+def translated(provider, translate, *args):
+    """translate(*args), with an upstream body of an unexpected shape (a crash inside the
+    translation) reported as the upstream's fault (502), never as ours (500)."""
     try:
-        if raw.chunked and raw.supports_chunked_reads():
-            yield from raw.read_chunked(decode_content=True)
-        else:
-            while True:
-                data = raw.read1(65536)
-                if not data:
-                    break
-                yield data
-    except Exception as exc:  # urllib3/requests/socket errors vary by version
-        raise UpstreamError(f"upstream stream broke: {exc.__class__.__name__}") from None
-    finally:
-        resp.close()
-
-
-def iter_sse(resp):
-    """Yield (event, data) pairs of a server-sent-event stream as each event completes."""
-    buf = b""
-    event, data = None, []
-    for chunk in iter_bytes(resp):
-        buf += chunk
-        while True:
-            nl = buf.find(b"\n")
-            if nl < 0:
-                break
-            line, buf = buf[:nl].rstrip(b"\r"), buf[nl + 1:]
-            if not line:
-                if data:
-                    yield event, b"\n".join(data)
-                event, data = None, []
-            elif line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif line.startswith(b"event:"):
-                event = line[6:].strip().decode()
-            # comments (":") and id/retry fields are ignored
-    if data:
-        yield event, b"\n".join(data)
+        return translate(*args)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+        logger.warning("%s upstream response of an unexpected shape: %s", provider, exc.__class__.__name__,
+                       exc_info=True)
+        raise not_a_completion(provider) from None

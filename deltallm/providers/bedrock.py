@@ -6,7 +6,8 @@ from urllib.parse import quote
 import orjson
 
 from deltallm.errors import ProviderMisconfigured, UpstreamError
-from deltallm.providers.base import Provider, iter_bytes, map_status, parse_json
+from deltallm.providers.base import Provider, map_status, not_a_completion, parse_json, translated
+from deltallm.providers.streams import iter_frames
 from deltallm.providers.bedrock_request import to_request
 
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
@@ -181,6 +182,7 @@ class BedrockProvider(Provider):
         self.api_base = (self.api_base or params.get("aws_bedrock_runtime_endpoint") or
                          f"https://bedrock-runtime.{self.region}.amazonaws.com").rstrip("/")
         self.model_path = f"/model/{quote(deployment.model, safe='')}"
+        self.use_network()  # for the api_base settled just now
 
     def post(self, call, action, request, stream=False):
         """Sign exactly the bytes sent: SigV4 covers the body hash, host, date and content headers."""
@@ -207,7 +209,9 @@ class BedrockProvider(Provider):
         data = parse_json(resp.content)
         if not isinstance(data, dict):
             raise UpstreamError("bedrock upstream returned a body that is not JSON")
-        return from_response(self.deployment, data, response_id(resp))
+        if not isinstance(as_dict(data.get("output")).get("message"), dict):
+            raise not_a_completion("bedrock", "a Converse response")
+        return translated("bedrock", from_response, self.deployment, data, response_id(resp))
 
     def chat_stream(self, call, body):
         resp = self.post(call, "converse-stream", to_request(self.deployment, body), stream=True)
@@ -227,9 +231,9 @@ def response_id(resp):
 
 def translate(state, first, events):
     try:
-        yield from from_stream_event(state, *first)
+        yield from translated("bedrock", from_stream_event, state, *first)
         for event in events:
-            yield from from_stream_event(state, *event)
+            yield from translated("bedrock", from_stream_event, state, *event)
     finally:
         events.close()
     if not state.finished:
@@ -237,10 +241,12 @@ def translate(state, first, events):
 
 
 def iter_events(resp, eventstream):
-    """(event type, payload) for each application/vnd.amazon.eventstream frame as it arrives."""
+    """(event type, payload) for each application/vnd.amazon.eventstream frame as it arrives.
+
+    Frames are cut by iter_frames (bounded, linear) and each is parsed whole by botocore."""
     buffer = eventstream.EventStreamBuffer()
-    for data in iter_bytes(resp):
-        buffer.add_data(data)
+    for frame in iter_frames(resp):
+        buffer.add_data(frame)
         try:
             messages = list(buffer)
         except eventstream.ParserError as exc:  # bad CRC or lengths: the stream is corrupt

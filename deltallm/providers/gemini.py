@@ -7,7 +7,7 @@ import uuid
 import orjson
 
 from deltallm.errors import UpstreamError
-from deltallm.providers.base import Provider, iter_sse, map_status, parse_json
+from deltallm.providers.base import Provider, iter_sse, map_status, not_a_completion, parse_json, translated
 from deltallm.providers.gemini_request import call_id, to_request
 
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(
@@ -142,7 +142,10 @@ class GeminiProvider(Provider):
     def chat(self, call, body):
         url = f"{self.api_base}/{self.resource}:generateContent"
         resp = self.send(call, url, to_request(self.deployment, body), headers=self.headers)
-        return from_response(self.deployment, decode(resp.content))
+        data = decode(resp.content)
+        if not any(k in data for k in ("candidates", "promptFeedback", "usageMetadata")):
+            raise not_a_completion("gemini", "a GenerateContentResponse")
+        return translated("gemini", from_response, self.deployment, data)
 
     def chat_stream(self, call, body):
         url = f"{self.api_base}/{self.resource}:streamGenerateContent?alt=sse"
@@ -189,7 +192,7 @@ def retry_delay(details):
 
 def translate_stream(resp, translator):
     for _event, data in iter_sse(resp):
-        yield from translator.feed(decode(data))
+        yield from translated("gemini", translator.feed, decode(data))
     yield from translator.finish()
 
 

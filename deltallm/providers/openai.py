@@ -3,7 +3,8 @@ import orjson
 from urllib3 import encode_multipart_formdata
 
 from deltallm.errors import UpstreamError
-from deltallm.providers.base import Provider, error_message, iter_bytes, iter_sse
+from deltallm.providers.base import Provider, error_message, iter_bytes, iter_sse, not_a_completion
+from deltallm.providers.redact import clean
 from deltallm.providers.families import FAMILIES
 
 
@@ -33,7 +34,7 @@ class OpenAIProvider(Provider):
     def chat(self, call, body):
         payload = self.prepare(body)
         resp = self.send(call, self.url("/chat/completions"), payload, headers=self.headers)
-        return decode_json(resp.content, self.name)
+        return completion(decode_json(resp.content, self.name), self.name)
 
     def chat_stream(self, call, body):
         payload = self.prepare(body)
@@ -49,7 +50,10 @@ class OpenAIProvider(Provider):
     def post_json(self, call, path, body):
         """Any other JSON endpoint (embeddings, images, rerank ...) passed through as-is."""
         resp = self.send(call, self.url(path), self.prepare(body), headers=self.headers)
-        return decode_json(resp.content, self.name)
+        data = decode_json(resp.content, self.name)
+        if not isinstance(data, dict):
+            raise not_a_completion(self.name, "a JSON object")
+        return data
 
     def embeddings(self, call, body):
         return self.post_json(call, "/embeddings", body)
@@ -77,6 +81,32 @@ def decode_json(content, provider):
         raise UpstreamError(f"{provider} upstream returned a body that is not JSON") from None
 
 
+def completion(data, provider):
+    """`data` if it has the shape of a chat.completion (choices of messages), else a 502: the
+    translations to completions and responses read these fields, and a client must not get a 200
+    for `[1,2,3]` or `{}`."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("message"), dict)
+            and isinstance(c["message"].get("content"), (str, type(None))) for c in choices):
+        raise not_a_completion(provider)
+    if not isinstance(data.get("usage"), (dict, type(None))):
+        raise not_a_completion(provider)
+    return data
+
+
+def chunk_of(data, provider):
+    """A chat.completion.chunk dict, or an UpstreamError for any other JSON."""
+    chunk = decode_json(data, provider)
+    if not isinstance(chunk, dict):
+        raise not_a_completion(provider, "a chat.completion.chunk")
+    choices = chunk.get("choices")
+    if choices is not None and not (isinstance(choices, list) and all(
+            isinstance(c, dict) and isinstance(c.get("delta", {}), dict) for c in choices)):
+        raise not_a_completion(provider, "a chat.completion.chunk")
+    return chunk
+
+
 def iter_chunks(resp, provider):
     """OpenAI SSE -> chunk dicts, ending at [DONE]; an in-stream error event raises, and so does a
     stream that stops before any choice finished (a cut connection must not pass for an answer)."""
@@ -84,10 +114,10 @@ def iter_chunks(resp, provider):
     for _event, data in iter_sse(resp):
         if data == b"[DONE]":
             return
-        chunk = decode_json(data, provider)
+        chunk = chunk_of(data, provider)
         if "error" in chunk and "choices" not in chunk:
             message = error_message(chunk, f"{provider} upstream sent an error event")[0]
-            raise UpstreamError(f"{provider} upstream stream error: {message}")
+            raise UpstreamError(f"{provider} upstream stream error: {clean(message)}")
         finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or ())
         yield chunk
     if not finished:

@@ -1,5 +1,6 @@
 """A deployment: one upstream model behind a public model name, with its lazily built adapter."""
 import hashlib
+import re
 
 import orjson
 
@@ -14,7 +15,7 @@ def is_secret(name):
 class Deployment:
     """Built from one `model_list` entry (or an admin-registered model)."""
 
-    def __init__(self, model_name, params, model_info=None, id=None, source="config"):
+    def __init__(self, model_name, params, model_info=None, id=None, source="config", http=None):
         self.model_name = model_name
         self.params = dict(params)
         self.model_info = dict(model_info or {})
@@ -24,6 +25,8 @@ class Deployment:
         if not self.model:  # bare model names are OpenAI's
             self.provider, self.model = "openai", full
         self.weight = float(self.params.get("weight") or 1)
+        self.timeout = float(self.params.get("timeout") or 600)
+        self.http = http  # gateway-wide upstream options (proxies, CA bundle, event bound); None: defaults
         self.id = id or self.derive_id()
         self._adapter = None
         self._price = None
@@ -51,5 +54,7 @@ class Deployment:
     def public(self):
         """What the admin API may show: never credentials."""
         params = {k: ("***" if is_secret(k) and v else v) for k, v in self.params.items()}
+        if isinstance(params.get("proxy"), str):  # a proxy URL may carry a password
+            params["proxy"] = re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", params["proxy"])
         return {"id": self.id, "model_name": self.model_name, "deltallm_params": params,
                 "model_info": self.model_info, "source": self.source}

@@ -14,15 +14,16 @@ logger = logging.getLogger(__name__)
 
 
 class ModelRegistry:
-    def __init__(self, model_list=(), defaults=None, aliases=None, loader=None, refresh_interval=1.0):
+    def __init__(self, model_list=(), defaults=None, aliases=None, loader=None, refresh_interval=1.0, http=None):
         self.created = int(time.time())
         self.defaults = dict(defaults or {})
         self.aliases = dict(aliases or {})
         self.loader = loader
         self.refresh_interval = refresh_interval
         self.checked_at = float("-inf")
+        self.http = http  # providers.transport.HttpOptions, shared by every deployment
         self.config = [Deployment(entry["model_name"], self.with_defaults(entry["params"]),
-                                  entry.get("model_info"), id=(entry.get("model_info") or {}).get("id"))
+                                  entry.get("model_info"), id=(entry.get("model_info") or {}).get("id"), http=http)
                        for entry in model_list]
         self.dynamic = {}
         self.groups = {}
@@ -32,6 +33,12 @@ class ModelRegistry:
         merged = dict(self.defaults)
         merged.update({k: v for k, v in params.items() if v is not None})
         return merged
+
+    def add(self, deployment):
+        """Add a deployment as if it came from the config (tests, and embedders building registries)."""
+        self.config.append(deployment)
+        self.rebuild()
+        return deployment
 
     def rebuild(self):
         groups = {}
@@ -60,7 +67,7 @@ class ModelRegistry:
         for row in rows:
             known = self.dynamic.get(row["id"])
             dynamic[row["id"]] = known or Deployment(row["model_name"], self.with_defaults(row["params"]),
-                                                     row.get("model_info"), id=row["id"], source="db")
+                                                     row.get("model_info"), id=row["id"], source="db", http=self.http)
         self.dynamic = dynamic
         self.rebuild()
 

@@ -4,8 +4,11 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from deltallm.errors import GatewayError, NoHealthyDeployments, RateLimited, UpstreamTimeout
+from deltallm.errors import (GatewayError, NoHealthyDeployments, RateLimited, UpstreamAuthFailed,
+                             UpstreamTimeout)
 from deltallm.providers.base import Call
+from deltallm.providers.redact import MASK
+from deltallm.router.deployment import is_secret
 from deltallm.router.policy import Policy
 from deltallm.router.strategies import choose
 from deltallm.state import LocalState, retry_after_seconds
@@ -27,11 +30,12 @@ def failure_kind(exc):
 
 
 class Router:
-    def __init__(self, registry, policy=None, state=None, clock=time.time, sleep=time.sleep, rng=random):
+    def __init__(self, registry, policy=None, state=None, clock=time.time, sleep=None, rng=random):
         self.registry = registry
         self.policy = policy or Policy()
         self.state = state or LocalState(clock=clock)
-        self.clock, self.sleep, self.rng = clock, sleep, rng
+        self.clock, self.rng = clock, rng
+        self.sleep = sleep or (lambda seconds: time.sleep(seconds))  # looked up per call: tests patch it
 
     # -- one request --------------------------------------------------------------------------
     def run(self, call, model_name, operation, *, may_use=None, fallbacks=None):
@@ -70,9 +74,9 @@ class Router:
         raise last
 
     def timeout_for(self, group_name):
+        """The request's deadline: its group's longest deployment `timeout` (shared by every retry)."""
         group = self.registry.groups.get(group_name) or ()
-        timeouts = [float(d.params["timeout"]) for d in group if d.params.get("timeout")]
-        return max(timeouts) if timeouts else self.policy.timeout
+        return max((d.timeout for d in group), default=self.policy.timeout)
 
     def run_group(self, call, group_name, operation):
         group = self.registry.group(group_name)
@@ -97,6 +101,8 @@ class Router:
             try:
                 return self.attempt(call, deployment, operation)
             except GatewayError as exc:
+                mask_secrets(exc, deployment)
+                explain(exc, deployment, call)
                 self.after_failure(call, deployment, exc)
                 if failure_kind(exc) != "error":
                     raise
@@ -170,8 +176,9 @@ class Router:
             until = self.state.fail(deployment.id, policy.allowed_fails, policy.cooldown_time)
         else:
             return
-        logger.warning("request %s: deployment %s failed (%s)%s", call.request_id, deployment.id, exc.code,
-                       f"; cooling for {until - self.clock():.0f} s" if until else "")
+        logger.warning("request %s: deployment %s (%s) failed (%s)%s: %s", call.request_id, deployment.id,
+                       deployment.model_name, exc.code, f"; cooling for {until - self.clock():.0f} s" if until else "",
+                       exc.upstream_message or exc.message)
 
     def all_cooling(self, group_name, group):
         now = self.clock()
@@ -208,6 +215,28 @@ class Router:
         call.deployment = calls[0].deployment
         call.fallback = calls[0].fallback
         return results
+
+
+def explain(exc, deployment, call):
+    """Name the deployment whose credentials failed (the upstream's words only go to the log)."""
+    if isinstance(exc, UpstreamAuthFailed):
+        logger.warning("request %s: deployment %s (%s, %s/%s): upstream refused the credentials: %s",
+                       call.request_id, deployment.id, deployment.model_name, deployment.provider,
+                       deployment.model, exc.upstream_message)
+        exc.message = (f"The upstream rejected the credentials of deployment {deployment.id} "
+                       f"(model `{deployment.model_name}`, {deployment.provider}/{deployment.model}); "
+                       "check its api_key and access in the gateway's configuration.")
+
+
+def mask_secrets(exc, deployment):
+    """An upstream may echo our own credential verbatim (in any shape the patterns miss): mask the
+    deployment's key, secret and token values in what is relayed and logged. Error path only."""
+    secrets = [v for k, v in deployment.params.items() if isinstance(v, str) and len(v) >= 6 and is_secret(k)]
+    for secret in secrets:
+        if secret in exc.message:
+            exc.message = exc.message.replace(secret, MASK)
+        if exc.upstream_message and secret in exc.upstream_message:
+            exc.upstream_message = exc.upstream_message.replace(secret, MASK)
 
 
 def usage_tokens(result):

@@ -42,7 +42,7 @@ def running_gateway(config_text, tmp, **env_overrides):
     cfg = tmp / "config.yaml"
     cfg.write_text(config_text)
     port = free_port()
-    env = dict(os.environ, DELTALLM_CONFIG_PATH=str(cfg), WEB_CONCURRENCY="2", **env_overrides)
+    env = {**os.environ, "DELTALLM_CONFIG_PATH": str(cfg), "WEB_CONCURRENCY": "2", **env_overrides}
     env.pop("DELTALLM_MASTER_KEY", None)
     log = tmp / "gunicorn.log"
     with log.open("w") as out:

@@ -2,6 +2,9 @@
 
 `[[status:503]]` answers that HTTP status (once per distinct prompt when `[[once]]` is present too),
 `[[sleep:0.2]]` waits before answering, `[[word-delay:0.1]]` paces a stream's words, `[[stream-break]]` cuts a stream after the first chunk.
+Hostile upstreams (OpenAI fake): `[[huge-line:400]]` streams one chunk, then that many MB of a line that
+never ends; `[[drip:1]]` sends the answer one byte every that many seconds; `[[reply-json:42]]`
+answers 200 with that JSON (no `]` in it) instead of a completion.
 """
 import re
 import time

@@ -143,9 +143,38 @@ def chat(req):
     if failing:
         return failing
     text = directives.reply_text(prompt)
+    hostile = directives.parse(prompt)
+    if "reply-json" in hostile:
+        return 200, [("Content-Type", "application/json")], hostile["reply-json"].encode()
+    if "huge-line" in hostile and body.get("stream"):
+        return huge_line(body, int(hostile["huge-line"]))
+    if "drip" in hostile:
+        status, headers, data = json_reply(200, completion(body, text))
+        return status, headers + [("Content-Length", str(len(data)))], dripped(data, float(hostile["drip"]))
     if body.get("stream"):
-        return stream(body, text, "stream-break" in directives.parse(prompt), prompt)
+        return stream(body, text, "stream-break" in hostile, prompt)
     return json_reply(200, completion(body, text))
+
+
+def huge_line(body, megabytes):
+    """A stream whose second event is a line of `megabytes` MB that never ends."""
+    first = {"id": "chatcmpl-huge", "object": "chat.completion.chunk", "created": int(time.time()),
+             "model": body["model"], "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                  "logprobs": None, "finish_reason": None}]}
+
+    def gen():
+        yield b"data: " + orjson.dumps(first) + b"\n\n"
+        block = b"data: " + b"x" * 1048570
+        for _ in range(megabytes):
+            yield block
+    return 200, [("Content-Type", "text/event-stream")], gen()
+
+
+def dripped(data, every):
+    for i in range(len(data)):
+        if i:
+            time.sleep(every)
+        yield data[i:i + 1]
 
 
 def embeddings(req):

@@ -123,7 +123,8 @@ def test_401_is_an_upstream_auth_failure():
     with pytest.raises(UpstreamAuthFailed) as err:
         deployment().adapter.chat(Call("req-1"), CHAT)
     assert (err.value.status, err.value.type, err.value.code) == (502, "upstream_error", "upstream_auth_failed")
-    assert "invalid subscription key" in err.value.message
+    assert "invalid subscription key" in err.value.upstream_message  # logged, never relayed
+    assert "invalid subscription key" not in err.value.message
 
 
 @responses.activate

@@ -383,7 +383,8 @@ def test_http_errors(status, kind, cls, out_status, code):
         deployment().adapter.chat(Call("req-1"), CHAT)
     assert type(err.value) is cls
     assert (err.value.status, err.value.code) == (out_status, code)
-    assert f"{kind} says no" in err.value.message
+    assert f"{kind} says no" in err.value.upstream_message  # for the log
+    assert (f"{kind} says no" in err.value.message) is (cls is not UpstreamAuthFailed)
     assert err.value.retryable == (cls in (UpstreamRateLimited, UpstreamTimeout, UpstreamError))
 
 

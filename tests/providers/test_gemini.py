@@ -467,7 +467,8 @@ def test_http_errors_are_mapped(deployment, call, status, state, details, cls, g
         deployment.adapter.chat(call, {"messages": USER})
     assert type(err.value) is cls
     assert err.value.status == gateway_status
-    assert "google says no" in err.value.message
+    assert "google says no" in err.value.upstream_message  # for the log
+    assert ("google says no" in err.value.message) is (cls is not UpstreamAuthFailed)
     assert err.value.retryable == (status in (429, 500, 503, 504))
     if cls is UpstreamRejected:
         assert err.value.message == "google says no"
