@@ -8,7 +8,7 @@ from deltallm import create_app, db, models
 from deltallm.governance import key_spend
 from deltallm.governance.usage import make_record
 from deltallm.models import ApiKey, Usage, utcnow
-from tests.conftest import base_config
+from tests.conftest import UPSTREAM, base_config
 
 CHAT = "/v1/chat/completions"
 T0 = dt.datetime(2026, 3, 1, 23, 0, 0)
@@ -138,9 +138,9 @@ def test_reports_need_the_master_key(client, auth):
         assert client.get(path).status_code == 401
 
 
-def test_key_spend_is_the_sum_of_its_usage_records_end_to_end(app, client, master):
-    """Requests through the gateway (plain, streamed, refused by the mock) land in the usage log; the
-    key's spend, /admin/spend and the records agree."""
+def test_key_spend_is_the_sum_of_its_usage_records_end_to_end(app, client, master, upstream):
+    """Requests through the gateway (plain, streamed, shortened, failed upstream) land in the usage log;
+    the key's spend, /admin/spend and the records agree."""
     key = client.post("/admin/keys", json={"name": "e2e", "max_budget": 100}, headers=master).get_json()
     other = client.post("/admin/keys", json={}, headers=master).get_json()
     hello = {"model": "mocky", "messages": [{"role": "user", "content": "hello there"}]}
@@ -149,22 +149,26 @@ def test_key_spend_is_the_sum_of_its_usage_records_end_to_end(app, client, maste
         assert resp.status_code == 200
         resp.get_data()
         resp.close()             # a stream settles when its body is closed
+    upstream.add("POST", f"{UPSTREAM}/chat/completions", json={"error": {"message": "down"}}, status=500)
+    failed = client.post(CHAT, json=dict(hello, model="gpt-4o-mini"), headers=bearer(key["key"]))
+    assert failed.status_code == 502
     assert client.post(CHAT, json=hello, headers=bearer(other["key"])).status_code == 200
     assert app.extensions["deltallm"].writer.drain()
     records = client.get(f"/admin/usage?key_id={key['id']}", headers=master).get_json()["data"]
-    assert len(records) == 3 and {r["stream"] for r in records} == {True, False}
-    assert all(r["model"] == "mocky" and r["status"] == 200 and r["endpoint"] == CHAT for r in records)
+    assert [(r["model"], r["status"], r["stream"]) for r in records] == [
+        ("gpt-4o-mini", 502, False), ("mocky", 200, False), ("mocky", 200, True), ("mocky", 200, False)]
+    assert records[0]["spend"] == 0.0 and all(r["endpoint"] == CHAT for r in records)
     total = round(sum(r["spend"] for r in records), 10)
     assert total > 0
     read = client.get(f"/admin/keys/{key['id']}", headers=master).get_json()
     assert read["spend"] == pytest.approx(total, abs=1e-9)
     assert read["budget_reset_at"] is None           # no budget_duration: spend never resets
     report = client.get(f"/admin/spend?key_id={key['id']}", headers=master).get_json()
-    assert report["total"]["spend"] == pytest.approx(total, abs=1e-9) and report["total"]["requests"] == 3
+    assert report["total"]["spend"] == pytest.approx(total, abs=1e-9) and report["total"]["requests"] == 4
     listed = {k["id"]: k["spend"] for k in client.get("/admin/keys", headers=master).get_json()["data"]}
     assert listed[key["id"]] == read["spend"] and 0 < listed[other["id"]] < total
     by_key = client.get("/admin/spend?group_by=key", headers=master).get_json()["data"]
-    assert {d["group"]: d["requests"] for d in by_key} == {key["id"]: 3, other["id"]: 1}
+    assert {d["group"]: d["requests"] for d in by_key} == {key["id"]: 4, other["id"]: 1}
 
 
 def set_key(key_id, **fields):

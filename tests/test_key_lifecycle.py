@@ -126,6 +126,13 @@ def test_duration_sets_expires_at_from_now(client, master, duration, delta):
     assert client.get("/v1/models", headers=bearer(key["key"])).status_code == 200
 
 
+def test_create_answers_with_the_first_budget_period(client, master):
+    key = create(client, master, max_budget=1, budget_duration="1d")
+    assert key["spend"] == 0.0 and key["key"]
+    assert when(key["budget_reset_at"]) == when(key["created_at"]) + dt.timedelta(days=1)
+    assert create(client, master, max_budget=1)["budget_reset_at"] is None
+
+
 def test_duration_in_months_and_on_patch(client, master):
     key = create(client, master, duration="1mo")
     assert 27 <= (when(key["expires_at"]) - utcnow()).days <= 31

@@ -6,7 +6,7 @@ from deltallm.db import connection
 from deltallm.errors import InvalidRequest, NotFound
 from deltallm.governance import reports
 from deltallm.governance.durations import add_duration
-from deltallm.governance.key_spend import key_spend, key_spends
+from deltallm.governance.key_spend import current_period, key_spend, key_spends
 from deltallm.keys import create_key, public, regenerate_key
 from deltallm.models import ApiKey, utcnow
 from deltallm.schemas.admin import key_create, key_update
@@ -42,6 +42,8 @@ def view(row, plaintext=None):
 def check_models(fields):
     """Allowlists and per-model limits may only name models the gateway serves (config or runtime
     groups, aliases): a typo would otherwise deny or leave unlimited what was meant."""
+    if not any(fields.get(name) for name in ("models", "model_rpm_limit", "model_tpm_limit")):
+        return
     registry = gateway().registry
     registry.refresh(force=True)     # a deployment just added through /admin/models counts
     for i, name in enumerate(fields.get("models") or ()):
@@ -66,7 +68,8 @@ def prepare(fields, now):
 def create():
     fields = prepare(json_body(key_create), utcnow())
     row, plaintext = create_key(**fields)
-    return json_response(public(row, plaintext), 201)
+    # a new key has spent nothing yet; its first budget period has just begun
+    return json_response(public(row, plaintext, 0.0, current_period(row, row.created_at)[1]), 201)
 
 
 @bp.get("/keys")
