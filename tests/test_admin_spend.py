@@ -232,3 +232,19 @@ def test_listing_keys_sums_spend_in_one_query(client, master, monkeypatch):
     assert sum('"deltallm_usage"' in sql for sql in statements) == 1
     assert {k["id"]: k["spend"] for k in page["data"]} == {ids[i]: i + 0.5 for i in range(5)}
     assert [k["budget_reset_at"] is None for k in page["data"]] == [False, True, False, False, True]
+
+
+def test_spend_of_many_keys_in_chunks(app):
+    """`deltallm keys list` reads every key: the clauses go in chunks that SQLite and PostgreSQL take."""
+    now = utcnow()
+    rows = [{"id": f"bulk{i:04d}", "key_hint": "h", "salt": "s", "key_hash": "x",
+             "created_at": now - dt.timedelta(seconds=i), "budget_duration": "1d" if i % 3 else None}
+            for i in range(250)]
+    with db.connection():
+        ApiKey.insert_many(rows).execute()
+        insert(*[row(key=r["id"], spend=0.5) | {"created_at": now} for r in rows[::2]])
+        keys = list(ApiKey.select().where(ApiKey.id.startswith("bulk")))
+    spends = key_spend.key_spends(keys)
+    assert len(spends) == 250 and spends["bulk0000"][0] == 0.5 and spends["bulk0001"][0] == 0.0
+    assert sum(spent for spent, _ in spends.values()) == 62.5
+    assert (spends["bulk0000"][1] is None, spends["bulk0001"][1] is None) == (True, False)
