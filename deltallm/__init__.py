@@ -11,7 +11,7 @@ def create_app(config=None):
 
     from deltallm import config as config_module, db
     from deltallm.api import (access, admin, admin_models, audio, auth, chat, completions, embeddings, errors,
-                              health, models, responses)
+                              health, key_info, models, responses)
     from deltallm.gateway import Gateway
 
     settings = config_module.load(config)
@@ -23,7 +23,7 @@ def create_app(config=None):
     app.extensions["deltallm"] = Gateway(settings)
     errors.init_app(app)
     auth.init_app(app)
-    for module in (health, models, chat, completions, responses, embeddings, audio, admin, admin_models):
+    for module in (health, models, chat, completions, responses, embeddings, audio, key_info, admin, admin_models):
         app.register_blueprint(module.bp)
     use_server_logging()
     access.init(config_module.server_settings()["log_format"])

@@ -93,10 +93,12 @@ def cmd_check_config(args):
 def cmd_keys(args):
     from deltallm import keys
     from deltallm.errors import GatewayError
+    from deltallm.governance.durations import add_duration
+    from deltallm.governance.key_spend import key_spends
     from deltallm.models import ApiKey, utcnow
     from deltallm.schemas.admin import key_create
     from deltallm.schemas.common import load
-    prepare_database(args.config)
+    settings = prepare_database(args.config)
     if args.keys_command == "create":
         expires = args.expires_at
         fields = {"name": args.name, "models": split(args.models), "rpm_limit": args.rpm,
@@ -104,18 +106,34 @@ def cmd_keys(args):
                   "budget_duration": args.budget_duration,
                   "max_parallel_requests": args.max_parallel_requests,
                   "mcp_servers": split(args.mcp_servers),
-                  "expires_at": int(expires) if expires and expires.isdigit() else expires}
+                  "expires_at": int(expires) if expires and expires.isdigit() else expires,
+                  "duration": args.duration}
         try:  # the same rules as POST /admin/keys
+            fields["model_rpm_limit"] = model_limits(args.model_rpm, "--model-rpm")
+            fields["model_tpm_limit"] = model_limits(args.model_tpm, "--model-tpm")
             fields = load(key_create, {k: v for k, v in fields.items() if v is not None})
+            check_models(settings, fields)
         except GatewayError as exc:
             print(f"deltallm: {exc.message}", file=sys.stderr)
             return 2
+        duration = fields.pop("duration", None)
+        if duration is not None:
+            fields["expires_at"] = add_duration(utcnow(), duration)
         row, plaintext = keys.create_key(**fields)
         print(plaintext)
         print(f"key id: {row.id} (the key is shown only once)", file=sys.stderr)
     elif args.keys_command == "list":
-        for row in ApiKey.select().where(ApiKey.revoked_at.is_null()).order_by(ApiKey.created_at):
-            print(f"{row.id}\t{row.key_hint}\t{row.name or ''}\t{','.join(row.models or []) or '*'}")
+        rows = list(ApiKey.select().where(ApiKey.revoked_at.is_null()).order_by(ApiKey.created_at))
+        spends = key_spends(rows)
+        if sys.stdout.isatty():
+            print("id\tkey_hint\tname\tmodels\tspend\tbudget\tbudget_reset_at")
+        for row in rows:
+            spent, reset_at = spends[row.id]
+            budget = "-" if row.max_budget is None else f"${row.max_budget:g}"
+            if row.budget_duration:
+                budget += f"/{row.budget_duration}"
+            print(f"{row.id}\t{row.key_hint}\t{row.name or ''}\t{','.join(row.models or []) or '*'}\t"
+                  f"${spent:.6f}\t{budget}\t{keys.iso(reset_at) or '-'}")
     elif args.keys_command == "revoke":
         done = ApiKey.update(revoked_at=utcnow()).where(
             (ApiKey.id == args.id) & ApiKey.revoked_at.is_null()).execute()
@@ -124,6 +142,39 @@ def cmd_keys(args):
             return 1
         print(f"revoked {args.id}")
     return 0
+
+
+def model_limits(pairs, flag):
+    """`["gpt-4o=10", ...]` (repeated `--model-rpm MODEL=N`) as a dict, None when not given."""
+    from deltallm.errors import InvalidRequest
+    if not pairs:
+        return None
+    limits = {}
+    for pair in pairs:
+        name, sep, number = pair.rpartition("=")
+        if not sep or not name or not number.isdigit():
+            raise InvalidRequest(f"{flag} wants MODEL=N (N a whole number), not '{pair}'")
+        limits[name] = int(number)
+    return limits
+
+
+def check_models(settings, fields):
+    """Like POST /admin/keys: allowlists and per-model limits name models the gateway serves (config
+    groups, their aliases, or deployments added through /admin/models)."""
+    from deltallm.db import connection
+    from deltallm.errors import InvalidRequest
+    from deltallm.models import DeploymentRow
+    with connection():
+        groups = {m["model_name"] for m in settings.model_list} | {
+            row.model_name for row in DeploymentRow.select(DeploymentRow.model_name)}
+    aliases = settings.router_settings.get("model_group_alias") or {}
+    known = groups | {alias for alias, target in aliases.items() if target in groups}
+    for field, flag in (("models", "--models"), ("model_rpm_limit", "--model-rpm"),
+                        ("model_tpm_limit", "--model-tpm")):
+        unknown = [name for name in fields.get(field) or () if name not in known]
+        if unknown:
+            raise InvalidRequest(f"{flag}: unknown model '{unknown[0]}' (not in model_list, "
+                                 "model_group_alias or /admin/models)")
 
 
 def split(value):
@@ -164,7 +215,14 @@ def parser():
     create.add_argument("--max-parallel-requests", type=int)
     create.add_argument("--mcp-servers", help="comma-separated server or server.tool names")
     create.add_argument("--expires-at", help="ISO 8601 time or unix seconds")
-    listing = ksub.add_parser("list", help="list live keys (never the secret)")
+    create.add_argument("--duration", help="the key expires this long from now (30s, 12h, 30d, 1mo)")
+    create.add_argument("--model-rpm", action="append", metavar="MODEL=N",
+                        help="requests per minute on one model (repeatable)")
+    create.add_argument("--model-tpm", action="append", metavar="MODEL=N",
+                        help="tokens per minute on one model (repeatable)")
+    listing = ksub.add_parser("list", help="list live keys with their spend this budget period (never the "
+                              "secret); tab-separated: id, key_hint, name, models, spend, budget, "
+                              "budget_reset_at")
     revoke = ksub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id")
     for sp in (create, listing, revoke):  # accept --config after the subcommand too

@@ -32,13 +32,33 @@ def new_key():
     return key_id, f"{KEY_PREFIX}{key_id}-{secret}", salt, hash_secret(salt, secret)
 
 
+def hint(plaintext):
+    return f"{plaintext[:10]}...{plaintext[-4:]}"
+
+
 def create_key(**fields):
-    """Store a new key; returns (row, plaintext). The plaintext is never stored."""
+    """Store a new key; returns (row, plaintext). The plaintext is never stored. Its first budget
+    period starts now."""
     key_id, plaintext, salt, digest = new_key()
+    now = utcnow()
+    fields = {"created_at": now, "updated_at": now, "budget_period_start": now, **fields}
     with connection():
-        row = ApiKey.create(id=key_id, salt=salt, key_hash=digest,
-                            key_hint=f"{plaintext[:10]}...{plaintext[-4:]}", **fields)
+        row = ApiKey.create(id=key_id, salt=salt, key_hash=digest, key_hint=hint(plaintext), **fields)
     return row, plaintext
+
+
+def regenerate_key(row):
+    """Give live key `row` a new secret (same id, limits and spend); returns the new plaintext. The old
+    secret stops authenticating once the workers' cached answers expire (CACHE_TTL)."""
+    secret = secrets.token_urlsafe(24)
+    plaintext = f"{KEY_PREFIX}{row.id}-{secret}"
+    row.salt = secrets.token_hex(16)
+    row.key_hash = hash_secret(row.salt, secret)
+    row.key_hint = hint(plaintext)
+    row.updated_at = utcnow()
+    with connection():
+        row.save(only=[ApiKey.salt, ApiKey.key_hash, ApiKey.key_hint, ApiKey.updated_at])
+    return plaintext
 
 
 class Principal:
@@ -164,15 +184,18 @@ def iso(value):
     return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
 
 
-def public(row, plaintext=None):
-    """The admin API's view of a key: never the hash or salt; the plaintext only at creation."""
+def public(row, plaintext=None, spend=0.0, reset_at=None):
+    """The admin API's view of a key: never the hash or salt; the plaintext only at creation (and
+    regeneration). `spend` is its spend in the current budget period, `reset_at` that period's end
+    (governance.key_spend computes both)."""
     out = {"id": row.id, "object": "api_key", "name": row.name, "key_hint": row.key_hint,
            "models": row.models or [], "mcp_servers": row.mcp_servers or [],
            "metadata": row.metadata or {}, "max_budget": row.max_budget,
            "budget_duration": row.budget_duration, "rpm_limit": row.rpm_limit,
            "tpm_limit": row.tpm_limit, "max_parallel_requests": row.max_parallel_requests,
-           "spend": row.spend, "expires_at": iso(row.expires_at), "created_at": iso(row.created_at),
-           "updated_at": iso(row.updated_at)}
+           "model_rpm_limit": row.model_rpm_limit or {}, "model_tpm_limit": row.model_tpm_limit or {},
+           "spend": spend, "budget_reset_at": iso(reset_at), "expires_at": iso(row.expires_at),
+           "created_at": iso(row.created_at), "updated_at": iso(row.updated_at)}
     if plaintext:
         out["key"] = plaintext
     return out

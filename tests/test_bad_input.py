@@ -215,9 +215,15 @@ def test_bad_key_fields_are_400(admin_client, master, fields, param):
 
 
 def test_bounds_of_key_fields_fit_their_columns(admin_client, master):
+    # an allowlist names served models only: serve one with the longest name a key may list
+    added = admin_client.post("/admin/models", json={"model_name": "m" * 255,
+                                                      "deltallm_params": {"model": "mock/m"}}, headers=master)
+    assert added.status_code == 201, added.data
+    # durations stop at a century (999999mo would end past the year 9999)
     fields = {"name": "n" * 255, "rpm_limit": 2 ** 31 - 1, "tpm_limit": 2 ** 31 - 1,
-              "max_parallel_requests": 2 ** 31 - 1, "max_budget": 1e9, "budget_duration": "999999mo",
-              "metadata": {"blob": "x" * 16000, "deep": nested(100)}, "models": ["m" * 255]}
+              "max_parallel_requests": 2 ** 31 - 1, "max_budget": 1e9, "budget_duration": "1200mo",
+              "metadata": {"blob": "x" * 16000, "deep": nested(100)}, "models": ["m" * 255],
+              "model_rpm_limit": {"m" * 255: 2 ** 31 - 1}, "model_tpm_limit": {"m" * 255: 2 ** 31 - 1}}
     created = admin_client.post("/admin/keys", json=fields, headers=master)
     assert created.status_code == 201, created.data
     read = admin_client.get(f"/admin/keys/{created.get_json()['id']}", headers=master).get_json()

@@ -1,10 +1,13 @@
-"""The admin API (master key only): virtual keys."""
+"""The admin API (master key only): virtual keys, and the spend and usage reports."""
 from flask import Blueprint, request
 
-from deltallm.api.common import json_body, json_response
+from deltallm.api.common import gateway, json_body, json_response
 from deltallm.db import connection
 from deltallm.errors import InvalidRequest, NotFound
-from deltallm.keys import create_key, public
+from deltallm.governance import reports
+from deltallm.governance.durations import add_duration
+from deltallm.governance.key_spend import current_period, key_spend, key_spends
+from deltallm.keys import create_key, public, regenerate_key
 from deltallm.models import ApiKey, utcnow
 from deltallm.schemas.admin import key_create, key_update
 
@@ -31,11 +34,42 @@ def page_args():
     return limit, request.args.get("after")
 
 
+def view(row, plaintext=None):
+    spend, reset_at = key_spend(row)
+    return public(row, plaintext, spend, reset_at)
+
+
+def check_models(fields):
+    """Allowlists and per-model limits may only name models the gateway serves (config or runtime
+    groups, aliases): a typo would otherwise deny or leave unlimited what was meant."""
+    if not any(fields.get(name) for name in ("models", "model_rpm_limit", "model_tpm_limit")):
+        return
+    registry = gateway().registry
+    registry.refresh(force=True)     # a deployment just added through /admin/models counts
+    for i, name in enumerate(fields.get("models") or ()):
+        if not registry.has(name):
+            raise InvalidRequest(f"Invalid value for 'models[{i}]': unknown model '{name}'", param=f"models[{i}]")
+    for field in ("model_rpm_limit", "model_tpm_limit"):
+        for name in fields.get(field) or {}:
+            if not registry.has(name):
+                raise InvalidRequest(f"Invalid value for '{field}': unknown model '{name}'",
+                                     param=f"{field}.{name}")
+
+
+def prepare(fields, now):
+    check_models(fields)
+    duration = fields.pop("duration", None)
+    if duration is not None:
+        fields["expires_at"] = add_duration(now, duration)
+    return fields
+
+
 @bp.post("/keys")
 def create():
-    fields = json_body(key_create)
+    fields = prepare(json_body(key_create), utcnow())
     row, plaintext = create_key(**fields)
-    return json_response(public(row, plaintext), 201)
+    # a new key has spent nothing yet; its first budget period has just begun
+    return json_response(public(row, plaintext, 0.0, current_period(row, row.created_at)[1]), 201)
 
 
 @bp.get("/keys")
@@ -48,8 +82,11 @@ def list_keys():
             query = query.where((ApiKey.created_at < anchor.created_at) |
                                 ((ApiKey.created_at == anchor.created_at) & (ApiKey.id < anchor.id)))
         rows = list(query.order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).limit(limit + 1))
-    data = [public(r) for r in rows[:limit]]
-    return json_response({"object": "list", "data": data, "has_more": len(rows) > limit,
+    more = len(rows) > limit
+    rows = rows[:limit]
+    spends = key_spends(rows)
+    data = [public(r, None, *spends[r.id]) for r in rows]
+    return json_response({"object": "list", "data": data, "has_more": more,
                           "first_id": data[0]["id"] if data else None,
                           "last_id": data[-1]["id"] if data else None})
 
@@ -57,19 +94,57 @@ def list_keys():
 @bp.get("/keys/<key_id>")
 def read(key_id):
     with connection():
-        return json_response(public(live_key(key_id)))
+        return json_response(view(live_key(key_id)))
 
 
 @bp.patch("/keys/<key_id>")
 def update(key_id):
-    fields = json_body(key_update)
+    now = utcnow()
+    fields = prepare(json_body(key_update), now)
     with connection():
         row = live_key(key_id)
+        if "budget_duration" in fields and fields["budget_duration"] != row.budget_duration:
+            fields["budget_period_start"] = now     # a new duration starts a new period
         for name, value in fields.items():
             setattr(row, name, value)
-        row.updated_at = utcnow()
+        row.updated_at = now
         row.save()
-    return json_response(public(row))
+    return json_response(view(row))
+
+
+@bp.post("/keys/<key_id>/regenerate")
+def regenerate(key_id):
+    with connection():
+        row = live_key(key_id)
+    return json_response(view(row, regenerate_key(row)))
+
+
+@bp.get("/spend")
+def spend():
+    args = query_args("key_id", "model", "start", "end", "group_by")
+    return json_response(reports.spend_report(**args))
+
+
+@bp.get("/usage")
+def usage():
+    args = query_args("key_id", "model", "limit", "after")
+    return json_response(reports.usage_list(**args))
+
+
+def query_args(*names):
+    """The named query parameters; an unknown one, a repeated one or a NUL character is a 400."""
+    for name in request.args:
+        if name not in names:
+            raise InvalidRequest(f"Unknown query parameter '{name}' (known: {', '.join(names)})", param=name)
+    out = {}
+    for name in names:
+        values = request.args.getlist(name)
+        if len(values) > 1:
+            raise InvalidRequest(f"'{name}' may be given once", param=name)
+        if values and ("\x00" in values[0] or len(values[0]) > 255):
+            raise InvalidRequest(f"Invalid value for '{name}'", param=name)
+        out[name] = values[0] if values else None
+    return out
 
 
 @bp.delete("/keys/<key_id>")

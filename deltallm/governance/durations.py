@@ -29,6 +29,14 @@ def add_months(moment, months):
     return moment.replace(year=year, month=month, day=day)
 
 
+def add_duration(moment, duration):
+    """`moment` plus one `duration` (`30d`, `1mo`): when a key created now with that lifetime expires."""
+    count, unit = parse_duration(duration)
+    if unit == "mo":
+        return add_months(moment, count)
+    return moment + datetime.timedelta(seconds=count * _SECONDS[unit])
+
+
 def period(anchor, duration, now):
     """`(start, end)` of the budget period containing `now`; periods follow each other from `anchor`.
 

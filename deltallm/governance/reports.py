@@ -91,13 +91,22 @@ def public(row):
             "spend": row.spend, "latency_ms": row.latency_ms, "stream": bool(row.stream)}
 
 
+def _integer(value, name, default):
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not 0 <= number < 2 ** 63:      # ids are BIGINT
+        raise InvalidRequest(f"'{name}' must be a non-negative integer", param=name)
+    return number
+
+
 def usage_list(key_id=None, model=None, limit=100, after=None):
     """`/admin/usage`: records newest first; `after` is the last id of the previous page."""
-    try:
-        limit = int(limit if limit not in (None, "") else 100)
-        after = int(after) if after not in (None, "") else None
-    except (TypeError, ValueError):
-        raise InvalidRequest("'limit' and 'after' must be integers", param="limit") from None
+    limit = _integer(limit, "limit", 100)
+    after = _integer(after, "after", None)
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"'limit' must be between 1 and {MAX_LIMIT}", param="limit")
     where = _filters(key_id, model)
