@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import uuid
-import weakref
 from urllib.parse import urlparse
 
 import pytest
@@ -178,32 +177,3 @@ def pytest_sessionfinish(session, exitstatus):
     if skipped and exitstatus == 0:
         reporter.write_line(f"FAILED: {len(skipped)} tests were skipped; the suite must run whole", red=True)
         session.exitstatus = 1
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _track_usage_writers():
-    """Every UsageWriter built in this process, so each test's can be closed when the test ends."""
-    from deltallm.governance import usage
-    init = usage.UsageWriter.__init__
-
-    def tracked(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        _WRITERS.add(self)
-    usage.UsageWriter.__init__ = tracked
-    yield
-    usage.UsageWriter.__init__ = init
-
-
-_WRITERS = weakref.WeakSet()
-
-
-@pytest.fixture(autouse=True)
-def _close_usage_writers():
-    """A test's app queues usage records that its writer flushes a second later, through the global
-    database proxy: closed at the test's end, they land in that test's database, never in a later
-    test's (which would see records it did not make)."""
-    yield
-    for writer in list(_WRITERS):
-        if writer.thread is not None or writer.pending:
-            writer.close(timeout=2.0)
-    _WRITERS.clear()
