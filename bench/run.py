@@ -42,10 +42,23 @@ general_settings: {{master_key: {key}, database_url: "{db}"{redis}}}
 """
 
 
+def limited_key(port):
+    """A virtual key whose limits are checked on every request but never reached."""
+    import json
+    import urllib.request
+    body = json.dumps({"name": "bench", "rpm_limit": 100_000_000, "tpm_limit": 2_000_000_000,
+                       "max_parallel_requests": 1_000_000}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/keys", data=body, method="POST",
+                                 headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)["key"]
+
+
 # -- servers and load generators -------------------------------------------------------------------------------
 class Bench:
     def __init__(self, opts):
         self.opts = opts
+        self.key = KEY  # the master key, or a rate-limited virtual key (--limited-key)
         self.procs = []
         self.tmp = tempfile.mkdtemp(prefix="deltallm-bench-")
         self.urls = {}
@@ -113,6 +126,8 @@ class Bench:
                    "--workers", "1", "wsgi:app"]
         proc = self.spawn("deltallm", cmd, o.server_cpu, env=env, cwd=ROOT)
         wait_http(proc, port, "/health/liveliness")
+        if o.limited_key:
+            self.key = limited_key(port)
         return port, proc
 
     def start(self, phases):
@@ -142,7 +157,7 @@ class Bench:
     def wrk(self, url, conns, duration, cpu=None, model="bench"):
         cmd = self.pin(self.opts.load_cpu if cpu is None else cpu) + [
             "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "10s", "-s", LUA, url]
-        env = dict(os.environ, BENCH_MODEL=model, BENCH_KEY=KEY)
+        env = dict(os.environ, BENCH_MODEL=model, BENCH_KEY=self.key)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 60)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -156,7 +171,7 @@ class Bench:
 
     def streams(self, url, model, streams, concurrency, ramp_s=0.0):
         cmd = self.pin(self.opts.load_cpu) + [
-            sys.executable, os.path.join(HERE, "stream_client.py"), "--url", url, "--key", KEY,
+            sys.executable, os.path.join(HERE, "stream_client.py"), "--url", url, "--key", self.key,
             "--model", model, "--streams", str(streams), "--concurrency", str(concurrency),
             "--ramp-s", str(ramp_s), "--expect-chunks", str(self.opts.chunks)]
         timeout = 120 + streams * (self.opts.chunks * self.opts.chunk_delay_ms / 1000.0) / max(1, concurrency)
@@ -312,6 +327,9 @@ def parse_args(argv=None):
                    help="run every benchmark process under `nice -n N` (e.g. -10 as root on a shared box)")
     p.add_argument("--strategy", default="simple-shuffle", help="DeltaLLM's router_settings.routing_strategy")
     p.add_argument("--redis", help="DeltaLLM's general_settings.redis_url (router state shared through Redis)")
+    p.add_argument("--limited-key", action="store_true",
+                   help="send DeltaLLM a virtual key with rpm/tpm/parallel limits (never reached) instead of "
+                        "the master key, so every request goes through the limiter (with --redis: over Redis)")
     p.add_argument("--profile", action="store_true", help="py-spy the DeltaLLM worker in extra runs")
     p.add_argument("--out", help="JSON path (default: bench/results/<timestamp>.json)")
     p.add_argument("--keep-logs", action="store_true", help="keep the temporary folder with server logs")

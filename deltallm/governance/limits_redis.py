@@ -1,6 +1,8 @@
 """The Redis limiter backend: one Lua script checks and reserves all of a key's limits atomically."""
 import logging
 
+from deltallm.governance.redis_batch import ScriptBatcher
+
 logger = logging.getLogger(__name__)
 
 # KEYS: 1 req log, 2 token log, 3 token sum, 4 model req log, 5 model token log, 6 model token sum,
@@ -144,22 +146,23 @@ return 1
 
 
 class RedisBackend:
-    """Shared by every worker and instance; each call is one round trip (EVALSHA)."""
+    """Shared by every worker and instance. A check waits for its reply; a settle does not: it rides
+    along with the worker's next round trip (see redis_batch), so a request costs one round trip."""
 
     def __init__(self, client):
         self.client = client
-        self._acquire = client.register_script(ACQUIRE)
-        self._finish = client.register_script(FINISH)
+        self.batch = ScriptBatcher(client)
 
     def acquire(self, keys, args):
-        return self._acquire(keys=keys, args=args)
+        return self.batch.call(ACQUIRE, keys, args)
 
     def finish(self, keys, args):
-        self._finish(keys=keys, args=args)
+        self.batch.post(FINISH, keys, args)
 
     def seed(self, key, nano, ttl_ms, now_ms=0):
         self.client.set(key, int(nano), px=ttl_ms, nx=True)
 
     def spend(self, key, now_ms=0):
+        self.batch.flush()  # the settles still queued count
         value = self.client.get(key)
         return None if value is None else int(value)

@@ -29,6 +29,13 @@ def make_record(*, key_id, model, deployment, endpoint, status, usage=None, spen
             "spend": float(spend or 0.0), "latency_ms": int(latency_ms or 0), "stream": bool(stream)}
 
 
+def insert_sql():
+    """INSERT for the usage table with the bound database's placeholders."""
+    param = database.obj.param if hasattr(database, "obj") else database.param
+    return (f"INSERT INTO {Usage._meta.table_name} ({', '.join(FIELDS)}) "
+            f"VALUES ({', '.join([param] * len(FIELDS))})")
+
+
 class UsageWriter:
     """Per-worker buffer of usage rows. `record()` only appends; the flusher inserts up to `batch_size`
     rows per statement every `interval` seconds (sooner when a batch is full); a failed insert puts the
@@ -96,7 +103,8 @@ class UsageWriter:
         try:
             with connection():
                 with database.atomic():
-                    Usage.insert_many(batch, fields=[getattr(Usage, f) for f in FIELDS]).execute()
+                    # one prepared statement for the batch: Peewee's insert_many builds SQL per row
+                    database.cursor().executemany(insert_sql(), [tuple(row[f] for f in FIELDS) for row in batch])
         except Exception as error:  # noqa: BLE001 - any database failure: keep the rows and retry
             with self.lock:
                 self.queue.extendleft(reversed(batch))

@@ -122,7 +122,8 @@ class Provider:
         params = self.deployment.params
         self.host = display_host(self.api_base) if self.api_base else self.name
         self.proxies = proxies_for(self.api_base, params, self.options) if self.api_base else None
-        self.verify = verify_for(params, self.options)
+        # plain-HTTP upstreams verify nothing: True spares requests a CA-bundle path check per call
+        self.verify = verify_for(params, self.options) if self.api_base.startswith("https") else True
         if self.verify is False and self.api_base.startswith("https"):
             logger.warning("deployment %s (%s): TLS certificates of %s are not verified (ssl_verify: false)",
                            self.deployment.id, self.deployment.model_name, self.host)

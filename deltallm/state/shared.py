@@ -102,7 +102,7 @@ class SharedState(LocalState):
     # -- reads: local memory plus what the last sync brought --------------------------------
     def stats(self, ids):
         self.start()
-        if any(dep not in self.known for dep in ids):
+        if not self.known.issuperset(ids):
             self.ids = list(dict.fromkeys(self.ids + list(ids)))
             self.known = set(self.ids)
         out = super().stats(ids)
