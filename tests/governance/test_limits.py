@@ -216,6 +216,19 @@ def test_the_fallback_is_logged_even_after_a_failed_settle(fail_open, redis_clie
     assert any(expected in m for m in messages), messages
 
 
+def test_retry_after_never_exceeds_the_window_when_callers_clocks_disagree(make, clock):
+    """Workers and instances each read their own clock before the script runs: an entry stamped by a
+    caller slightly ahead must not make another's Retry-After or reset longer than the window."""
+    limiter, policy = make(), Policy("k14", rpm=1, tpm=10)
+    clock.advance(0.7)
+    limiter.acquire(policy, "m", tokens=10)       # a caller whose clock runs 0.7 s ahead
+    clock.advance(-0.7)
+    error = refused(limiter, policy, tokens=5)
+    assert error.headers["Retry-After"] == "60"
+    assert error.headers["x-ratelimit-reset-requests"] == "1m0s"
+    assert error.headers["x-ratelimit-reset-tokens"] == "1m0s"
+
+
 def test_reset_header_format():
     assert [reset_text(ms) for ms in (0, 120, 1000, 1001, 59_000, 60_000, 361_000)] == \
         ["0ms", "120ms", "1s", "2s", "59s", "1m0s", "6m1s"]
