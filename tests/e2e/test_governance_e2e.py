@@ -112,9 +112,13 @@ class OpenStream:
 # 1. Limits under concurrency, Redis shared by two workers
 
 def test_rpm_limit_holds_exactly_across_two_workers(gateway):
-    key = new_key(gateway, rpm_limit=10)["key"]
+    created = new_key(gateway, rpm_limit=10)
+    key = created["key"]
     answers = all_at_once(50, lambda i: chat(gateway, key))
     assert collections.Counter(a.status_code for a in answers) == {200: 10, 429: 40}
+    # counted in the shared Redis window (not per worker): the ten admitted requests are there
+    window = redis.Redis.from_url(REDIS_URL).zcard(f"deltallm:rl:{{{created['id']}}}:req")
+    assert window == 10
     ok = [a for a in answers if a.status_code == 200]
     # one atomic check-and-reserve: each admitted request saw a different count of the ten
     assert sorted(int(a.headers["x-ratelimit-remaining-requests"]) for a in ok) == list(range(10))
@@ -174,8 +178,11 @@ def test_spend_equals_the_usage_records_after_a_mixed_load(gateway):
     created = new_key(gateway, max_budget=100, rpm_limit=1000)
     key, key_id = created["key"], created["id"]
 
+    answered = {}
+
     def plain(i):
         resp = chat(gateway, key, content=f"plain {i}")
+        answered[resp.headers["x-request-id"]] = resp.json()["usage"]
         return resp.status_code, resp.headers["x-request-id"]
 
     def streamed(i):
@@ -211,6 +218,11 @@ def test_spend_equals_the_usage_records_after_a_mixed_load(gateway):
     assert len(records) == len(kinds)
     by_request = {r["request_id"]: r for r in records}
     assert {rid for _, rid in results if rid} <= set(by_request)
+    for request_id, usage in answered.items():     # a record has the tokens its answer reported
+        record = by_request[request_id]
+        assert (record["prompt_tokens"], record["completion_tokens"]) == \
+            (usage["prompt_tokens"], usage["completion_tokens"])
+        assert record["spend"] == pytest.approx(usage["prompt_tokens"] * 1e-6 + usage["completion_tokens"] * 2e-6)
     assert sorted(r["status"] for r in records if r["status"] >= 400) == sorted(failures)
     assert all(r["spend"] == 0 for r in records if r["status"] >= 400)
     cut = [r for r in records if r["model"] == "trickle"]
@@ -220,6 +232,8 @@ def test_spend_equals_the_usage_records_after_a_mixed_load(gateway):
 
     info = requests.get(f"{gateway}/admin/keys/{key_id}", headers=ADMIN, timeout=30).json()
     assert info["spend"] == pytest.approx(total, abs=1e-9)
+    own = requests.get(f"{gateway}/v1/key/info", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
+    assert own["spend"] == pytest.approx(total, abs=1e-9)
     report = requests.get(f"{gateway}/admin/spend", params={"key_id": key_id}, headers=ADMIN, timeout=30).json()
     assert report["total"]["spend"] == pytest.approx(total, abs=1e-9)
     assert report["total"]["requests"] == len(kinds)
@@ -373,6 +387,7 @@ def test_redis_stopped_mid_load(fail_open, private_redis, tmp_path):
     with running_gateway(config(tmp_path / "outage.db", general=general), tmp_path, REDIS_URL=redis_url,
                          WEB_CONCURRENCY="2") as url:
         key = new_key(url, rpm_limit=1000)["key"]
+        tight = new_key(url, rpm_limit=5)["key"]
         load = Load(url, key)
         try:
             load.wait_for(20)
@@ -388,6 +403,9 @@ def test_redis_stopped_mid_load(fail_open, private_redis, tmp_path):
                 # served throughout (each worker limits on its own meanwhile), and the log says so
                 assert {a[1] for a in load.answers} == {200}, load.answers[-5:]
                 assert "rate limiter Redis unavailable" in url.log.read_text()
+                # meanwhile each of the two workers still enforces the limits on its own
+                statuses = collections.Counter(chat(url, tight).status_code for _ in range(24))
+                assert set(statuses) == {200, 429} and 5 <= statuses[200] <= 10, statuses
                 return
             # fail closed: served before, refused while Redis is down
             assert before and {a[1] for a in before} <= {200, 503}
