@@ -49,6 +49,8 @@ def on_starting(server):
 def worker_exit(server, worker):
     """A worker that stops (SIGTERM, restart, max requests) first writes what it buffered: usage records."""
     app = getattr(worker, "wsgi", None)
+    # our Worker wraps the Flask app (deltallm.server.closing); the gateway hangs on the app itself
+    app = getattr(app, "__wrapped__", app)
     gateway = getattr(app, "extensions", {}).get("deltallm") if app is not None else None
     if gateway is not None:
         gateway.close()

@@ -67,6 +67,7 @@ def closing(app):
             if force_close is not None:
                 force_close()
         return result
+    wsgi.__wrapped__ = app      # the Flask app, for hooks that need its state (gunicorn_config.worker_exit)
     return wsgi
 
 

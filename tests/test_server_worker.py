@@ -93,3 +93,16 @@ def test_gunicorn_master_loads_the_worker_without_app_dependencies():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_worker_exit_finds_the_gateway_behind_the_worker_wrapper(app, monkeypatch):
+    """gunicorn gives the hook the worker, whose `wsgi` is our closing() wrapper around the Flask app:
+    the usage writer must still be drained there (e2e: test_governance_e2e, SIGTERM under load)."""
+    from deltallm import gunicorn_config
+    closed = []
+    monkeypatch.setattr(app.extensions["deltallm"], "close", lambda: closed.append(True))
+
+    class FakeWorker:
+        wsgi = server.closing(app)
+    gunicorn_config.worker_exit(None, FakeWorker())
+    assert closed == [True]

@@ -111,7 +111,7 @@ class Grant:
         try:
             self.backend.finish(self.keys, args)
         except Exception as error:  # noqa: BLE001 - settling must never fail the response
-            self.limiter.warn(f"could not settle rate limits ({error.__class__.__name__}); "
+            self.limiter.warn("settle", f"could not settle rate limits ({error.__class__.__name__}); "
                               "leases expire on their own")
 
     def release(self):
@@ -132,14 +132,15 @@ class Limiter:
         self.prefix, self.fail_open, self.lease_ms = prefix, fail_open, int(lease_seconds * 1000)
         self.seed_fn = seed or (lambda key_id, start: 0.0)
         self.clock = clock
-        self._warned_at = -WARN_EVERY_S
+        self._warned_at = {}      # topic -> monotonic time of its last warning
         self._redis_down_until = 0.0
 
-    def warn(self, message):
-        """Log a limiter problem at most once per WARN_EVERY_S (a Redis outage is one line a minute)."""
+    def warn(self, topic, message):
+        """Log a limiter problem at most once per WARN_EVERY_S per `topic` (a Redis outage is one line a
+        minute); topics are throttled apart so that, say, failed settles never hide the fallback."""
         now = time.monotonic()
-        if now - self._warned_at >= WARN_EVERY_S:
-            self._warned_at = now
+        if now - self._warned_at.get(topic, -WARN_EVERY_S) >= WARN_EVERY_S:
+            self._warned_at[topic] = now
             logger.warning(message)
 
     def _period(self, policy, now):
@@ -195,11 +196,11 @@ class Limiter:
             if not isinstance(error, _RedisSkipped):
                 self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER_S
             if not self.fail_open:
-                self.warn(f"rate limiter unavailable ({error.__class__.__name__}): refusing requests "
+                self.warn("closed", f"rate limiter unavailable ({error.__class__.__name__}): refusing requests "
                           "(rate_limit_fail_open is false)")
                 raise LimiterUnavailable("rate limiter unavailable, retry shortly",
                                          headers={"Retry-After": "1"}) from error
-            self.warn(f"rate limiter Redis unavailable ({error.__class__.__name__}): limits are "
+            self.warn("open", f"rate limiter Redis unavailable ({error.__class__.__name__}): limits are "
                       "enforced per worker until it is back")
             backend = self.local
             result = self._run(backend, policy, keys, args, start, end, now_ms)
@@ -219,7 +220,7 @@ class Limiter:
                 if not self.fail_open:
                     raise LimiterUnavailable("spend unavailable, retry shortly",
                                              headers={"Retry-After": "1"}) from error
-                self.warn(f"usage log unavailable ({error}): budgets are not checked until it is back")
+                self.warn("seed", f"usage log unavailable ({error}): budgets are not checked until it is back")
                 args[10], args[11] = -1, 0      # this request goes without the budget check
             result = backend.acquire(keys, args)
         return result
@@ -251,5 +252,5 @@ class Limiter:
             except _SeedFailed:
                 raise
             except Exception as error:  # noqa: BLE001
-                self.warn(f"could not read spend from Redis ({error.__class__.__name__})")
+                self.warn("spend", f"could not read spend from Redis ({error.__class__.__name__})")
         return self.seed_fn(policy.key_id, start), end

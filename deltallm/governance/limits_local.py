@@ -31,7 +31,8 @@ class LocalBackend:
 
     def _oldest(self, name, now, window):
         log = self.logs.get(name)
-        return log[0][0] + window - now if log else window
+        # min(): an entry stamped by a caller whose clock ran ahead frees no later than a window away
+        return min(log[0][0] + window - now, window) if log else window
 
     def _value(self, name, now):
         entry = self.values.get(name)
@@ -73,7 +74,7 @@ class LocalBackend:
             self._trim(name, now - window)
             log = self.logs.get(name, [])
             if len(log) >= limit:
-                wait = log[len(log) - limit][0] + window - now if log else window
+                wait = min(log[len(log) - limit][0] + window - now, window) if log else window
                 if not blocked or wait > retry:
                     blocked, retry = "requests", wait
             left = max(limit - len(log) - 1, -1)
@@ -90,7 +91,7 @@ class LocalBackend:
                 for score, _, amount in self.logs.get(name, []):
                     freed += amount
                     if freed >= deficit:
-                        wait = score + window - now
+                        wait = min(score + window - now, window)
                         break
                 if not blocked or wait > retry:
                     blocked, retry = "tokens", wait

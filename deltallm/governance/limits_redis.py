@@ -30,10 +30,12 @@ local function sum_trim(k, nk, upto)
   return tonumber(redis.call('GET', nk) or '0')
 end
 
+-- waits are capped at the window: callers read their own clocks, so an entry stamped by one that
+-- ran ahead may lie in this caller's future
 local function oldest(k)
   local e = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
   if #e == 0 then return window end
-  return tonumber(e[2]) + window - now
+  return math.min(tonumber(e[2]) + window - now, window)
 end
 
 if budget >= 0 and redis.call('EXISTS', KEYS[8]) == 0 then return {2} end
@@ -61,7 +63,7 @@ for i, spec in ipairs({{KEYS[1], rpm}, {KEYS[4], mrpm}}) do
     local n = redis.call('ZCARD', k)
     if n >= limit then
       local e = redis.call('ZRANGE', k, n - limit, n - limit, 'WITHSCORES')
-      local wait = (#e > 0) and (tonumber(e[2]) + window - now) or window
+      local wait = (#e > 0) and math.min(tonumber(e[2]) + window - now, window) or window
       if not blocked or wait > retry then blocked, retry = 'requests', wait end
     end
     local left = math.max(limit - n - 1, -1)
@@ -81,7 +83,7 @@ for i, spec in ipairs({{KEYS[2], KEYS[3], tpm}, {KEYS[5], KEYS[6], mtpm}}) do
       local entries = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
       for j = 1, #entries, 2 do
         freed = freed + tonumber(string.match(entries[j], ':(%-?%d+)$'))
-        if freed >= deficit then wait = tonumber(entries[j + 1]) + window - now break end
+        if freed >= deficit then wait = math.min(tonumber(entries[j + 1]) + window - now, window) break end
       end
       if not blocked or wait > retry then blocked, retry = 'tokens', wait end
     end

@@ -36,9 +36,15 @@ general_settings:
 """
 
 
+class GatewayUrl(str):
+    """The gateway's base URL, which also carries its gunicorn master process (`proc`) and log (`log`)."""
+    proc = log = None
+
+
 @contextlib.contextmanager
 def running_gateway(config_text, tmp, **env_overrides):
-    """The PaaS path: plain gunicorn with the repository's gunicorn.conf.py (migrates in the master)."""
+    """The PaaS path: plain gunicorn with the repository's gunicorn.conf.py (migrates in the master).
+    Yields a GatewayUrl: tests that must signal the master or read its log find them on it."""
     cfg = tmp / "config.yaml"
     cfg.write_text(config_text)
     port = free_port()
@@ -49,12 +55,14 @@ def running_gateway(config_text, tmp, **env_overrides):
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind",
                                  f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url = GatewayUrl(f"http://127.0.0.1:{port}")
+    url.proc, url.log = proc, log
     try:
         wait_until_up(url + "/health/readiness", proc, log)
         yield url
     finally:
-        stop(proc, quick=True)
+        if proc.poll() is None:
+            stop(proc, quick=True)
 
 
 @pytest.fixture(scope="session")

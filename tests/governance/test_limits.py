@@ -194,6 +194,41 @@ def test_redis_down_fails_open_to_per_worker_limits_or_closed(fail_open, clock, 
         limits_module.RETRY_REDIS_AFTER_S = 5
 
 
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_the_fallback_is_logged_even_after_a_failed_settle(fail_open, redis_client, prefix, caplog):
+    """Requests in flight when Redis dies fail to settle first; that warning must not swallow the one
+    saying the limiter fell back (or refuses), which is throttled separately."""
+    limiter, policy = Limiter(redis_client, prefix=prefix, fail_open=fail_open), Policy("k13", rpm=5)
+    grant = limiter.acquire(policy, "m")
+    dead = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2,
+                           retry=Retry(NoBackoff(), 0))
+    limiter.primary = grant.backend = type(limiter.primary)(dead)      # Redis goes away mid-request
+    caplog.set_level(logging.WARNING, logger="deltallm.governance.limits")
+    grant.finish(tokens=3)
+    if fail_open:
+        limiter.acquire(policy, "m")
+    else:
+        with pytest.raises(LimiterUnavailable):
+            limiter.acquire(policy, "m")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("could not settle" in m for m in messages)
+    expected = "limits are enforced per worker" if fail_open else "refusing requests"
+    assert any(expected in m for m in messages), messages
+
+
+def test_retry_after_never_exceeds_the_window_when_callers_clocks_disagree(make, clock):
+    """Workers and instances each read their own clock before the script runs: an entry stamped by a
+    caller slightly ahead must not make another's Retry-After or reset longer than the window."""
+    limiter, policy = make(), Policy("k14", rpm=1, tpm=10)
+    clock.advance(0.7)
+    limiter.acquire(policy, "m", tokens=10)       # a caller whose clock runs 0.7 s ahead
+    clock.advance(-0.7)
+    error = refused(limiter, policy, tokens=5)
+    assert error.headers["Retry-After"] == "60"
+    assert error.headers["x-ratelimit-reset-requests"] == "1m0s"
+    assert error.headers["x-ratelimit-reset-tokens"] == "1m0s"
+
+
 def test_reset_header_format():
     assert [reset_text(ms) for ms in (0, 120, 1000, 1001, 59_000, 60_000, 361_000)] == \
         ["0ms", "120ms", "1s", "2s", "59s", "1m0s", "6m1s"]
