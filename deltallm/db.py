@@ -3,13 +3,14 @@ import contextlib
 import logging
 from urllib.parse import unquote, urlparse
 
-from peewee import DatabaseProxy
+from peewee import DatabaseProxy, SqliteDatabase
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from deltallm.config import DEFAULT_SQLITE, installed, sqlite_path
 from deltallm.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 10000, "foreign_keys": 1, "synchronous": "normal"}
 
 database = DatabaseProxy()
 
@@ -33,12 +34,7 @@ def make_database(url=None):
         path = sqlite_path(url)
     else:
         raise ValueError(f"unsupported database_url scheme '{parsed.scheme}' (use sqlite:/// or postgres://)")
-    # A pooled connection may be opened by one thread and reused by another (the usage writer's thread
-    # outside gevent); Peewee keeps connection state per thread and the pool lends each to one user.
-    return PooledSqliteDatabase(path, max_connections=64, stale_timeout=300, timeout=10,
-                                check_same_thread=False,
-                                pragmas={"journal_mode": "wal", "busy_timeout": 10000,
-                                         "foreign_keys": 1, "synchronous": "normal"})
+    return PooledSqliteDatabase(path, max_connections=64, stale_timeout=300, timeout=10, pragmas=SQLITE_PRAGMAS)
 
 
 def green_psycopg():
@@ -70,3 +66,12 @@ def connection():
     finally:
         if opened:
             database.close()
+
+
+def for_background_writer(db):
+    """The database a background writer (its own thread outside gevent) should use: PostgreSQL's pool
+    is shared safely; a SQLite connection belongs to the thread that opened it, so the writer gets its
+    own (unpooled) handle on the same file."""
+    if isinstance(db, PooledSqliteDatabase):
+        return SqliteDatabase(db.database, timeout=10, pragmas=SQLITE_PRAGMAS)
+    return db

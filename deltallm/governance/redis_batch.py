@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 
 from redis.exceptions import NoScriptError
 
@@ -107,7 +108,8 @@ class ScriptBatcher:
         with self.lock:
             if self.flusher is not None:
                 return
-            self.flusher = threading.Thread(target=self._flush_loop, name="limiter-flush", daemon=True)
+            self.flusher = threading.Thread(target=flush_forever, args=(weakref.ref(self), self.linger),
+                                            name="limiter-flush", daemon=True)
             self.flusher.start()
             # a forked worker inherits this object but not the thread: it starts its own
             os.register_at_fork(after_in_child=self._forget_flusher)
@@ -116,14 +118,13 @@ class ScriptBatcher:
         self.flusher, self.sending = None, False
         self.queue.clear()
 
-    def _flush_loop(self):
-        while True:
-            time.sleep(self.linger)
-            with self.lock:
-                if self.sending or not self.queue:
-                    continue
-                self.sending = True
-            self._send_all()
+    def flush_queued(self):
+        """Send what is queued unless a round trip is in flight (which will take it along)."""
+        with self.lock:
+            if self.sending or not self.queue:
+                return
+            self.sending = True
+        self._send_all()
 
     def flush(self, timeout=5.0):
         """Send whatever is queued now and wait until it went (reads that must see the settles)."""
@@ -138,4 +139,17 @@ class ScriptBatcher:
             if lead:
                 self._send_all()
             else:
-                time.sleep(0.001)
+                threading.Event().wait(0.001)
+
+
+def flush_forever(ref, linger):
+    """The idle flush; it holds the batcher weakly and ends with it. Waits on an Event rather than
+    time.sleep, so nothing that patches time.sleep (tests) turns it into a busy loop."""
+    tick = threading.Event()
+    while True:
+        tick.wait(linger)
+        batcher = ref()
+        if batcher is None:
+            return
+        batcher.flush_queued()
+        del batcher

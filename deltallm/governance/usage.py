@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 
-from deltallm.db import connection, database
+from deltallm.db import database, for_background_writer
 from deltallm.models import Usage, utcnow
 
 logger = logging.getLogger(__name__)
@@ -29,9 +29,9 @@ def make_record(*, key_id, model, deployment, endpoint, status, usage=None, spen
             "spend": float(spend or 0.0), "latency_ms": int(latency_ms or 0), "stream": bool(stream)}
 
 
-def insert_sql():
-    """INSERT for the usage table with the bound database's placeholders."""
-    param = database.obj.param if hasattr(database, "obj") else database.param
+def insert_sql(db):
+    """INSERT for the usage table with the database's placeholders."""
+    param = db.obj.param if hasattr(db, "obj") else db.param
     return (f"INSERT INTO {Usage._meta.table_name} ({', '.join(FIELDS)}) "
             f"VALUES ({', '.join([param] * len(FIELDS))})")
 
@@ -42,9 +42,13 @@ class UsageWriter:
     rows back and is retried after `retry_interval`. Beyond `max_queue` new rows are dropped and counted
     (`dropped`). `close()` flushes what is left (call it on SIGTERM / worker exit)."""
 
-    def __init__(self, max_queue=10_000, batch_size=500, interval=1.0, retry_interval=2.0):
+    def __init__(self, max_queue=10_000, batch_size=500, interval=1.0, retry_interval=2.0, db=None):
         self.max_queue, self.batch_size = max_queue, batch_size
         self.interval, self.retry_interval = interval, retry_interval
+        # the database bound now, not the process-wide proxy at flush time: rows always land where
+        # their gateway writes (tests build many apps on many databases in one process)
+        bound = db or getattr(database, "obj", None)
+        self.db = for_background_writer(bound) if bound is not None else None
         self.queue = collections.deque()
         self.lock = threading.Lock()
         self.wake = threading.Event()
@@ -100,11 +104,12 @@ class UsageWriter:
             batch = [self.queue.popleft() for _ in range(min(self.batch_size, len(self.queue)))]
         if not batch:
             return True
+        db = self.db or database
         try:
-            with connection():
-                with database.atomic():
+            with db.connection_context():
+                with db.atomic():
                     # one prepared statement for the batch: Peewee's insert_many builds SQL per row
-                    database.cursor().executemany(insert_sql(), [tuple(row[f] for f in FIELDS) for row in batch])
+                    db.cursor().executemany(insert_sql(db), [tuple(row[f] for f in FIELDS) for row in batch])
         except Exception as error:  # noqa: BLE001 - any database failure: keep the rows and retry
             with self.lock:
                 self.queue.extendleft(reversed(batch))
@@ -125,7 +130,7 @@ class UsageWriter:
                     logger.error("usage writer: %d usage records could not be written before shutdown",
                                  len(self.queue))
                     return False
-                time.sleep(self.retry_interval)
+                threading.Event().wait(self.retry_interval)
         return True
 
     def close(self, timeout=10.0):

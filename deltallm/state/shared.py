@@ -101,10 +101,10 @@ class SharedState(LocalState):
 
     # -- reads: local memory plus what the last sync brought --------------------------------
     def stats(self, ids):
-        self.start()
         if not self.known.issuperset(ids):
             self.ids = list(dict.fromkeys(self.ids + list(ids)))
             self.known = set(self.ids)
+        self.start()
         out = super().stats(ids)
         minute = self.minute()
         for dep, mine in out.items():
@@ -161,6 +161,8 @@ class SharedState(LocalState):
         if self.thread is None:
             self.thread = threading.Thread(target=trade_forever, args=(weakref.ref(self), self.interval),
                                            name="deltallm-router-state", daemon=True)
+            # the first request of a worker routes on what the others know already (cooldowns)
+            self.sync()
             self.thread.start()
 
     def sync(self):
@@ -203,13 +205,14 @@ class SharedState(LocalState):
 
 def trade_forever(ref, interval):
     """The loop holds only a weak reference, so a discarded state (a test's app) ends its loop."""
+    tick = threading.Event()  # not time.sleep: tests that patch it must not make this a busy loop
     while True:
         state = ref()
         if state is None:
             return
         state.sync()
         del state
-        time.sleep(interval)
+        tick.wait(interval)
 
 
 __all__ = ["SharedState", "Stats"]
