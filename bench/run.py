@@ -43,11 +43,11 @@ general_settings: {{master_key: {key}, database_url: "{db}"{redis}}}
 
 
 def limited_key(port):
-    """A virtual key whose limits are checked on every request but never reached."""
+    """A virtual key whose rate limits (rpm, tpm: a token count and reservation per request) are
+    checked on every request but never reached."""
     import json
     import urllib.request
-    body = json.dumps({"name": "bench", "rpm_limit": 100_000_000, "tpm_limit": 2_000_000_000,
-                       "max_parallel_requests": 1_000_000}).encode()
+    body = json.dumps({"name": "bench", "rpm_limit": 100_000_000, "tpm_limit": 2_000_000_000}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/keys", data=body, method="POST",
                                  headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
@@ -328,7 +328,7 @@ def parse_args(argv=None):
     p.add_argument("--strategy", default="simple-shuffle", help="DeltaLLM's router_settings.routing_strategy")
     p.add_argument("--redis", help="DeltaLLM's general_settings.redis_url (router state shared through Redis)")
     p.add_argument("--limited-key", action="store_true",
-                   help="send DeltaLLM a virtual key with rpm/tpm/parallel limits (never reached) instead of "
+                   help="send DeltaLLM a virtual key with rpm/tpm limits (never reached) instead of "
                         "the master key, so every request goes through the limiter (with --redis: over Redis)")
     p.add_argument("--profile", action="store_true", help="py-spy the DeltaLLM worker in extra runs")
     p.add_argument("--out", help="JSON path (default: bench/results/<timestamp>.json)")

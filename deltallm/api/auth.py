@@ -1,8 +1,8 @@
 """Request hooks: request id and timing, bearer-key authentication, body bounds, the gateway's headers
 and the access-log line."""
+import os
 import re
 import time
-import uuid
 
 from flask import g, request
 from werkzeug.exceptions import NotFound
@@ -30,7 +30,7 @@ def before():
     g.started = time.perf_counter()
     given = request.headers.get("x-request-id")
     # a client's id is kept when it is a plausible id, so it can be used to correlate logs
-    g.request_id = given if given and CLIENT_ID.match(given) else f"req_{uuid.uuid4().hex}"
+    g.request_id = given if given and CLIENT_ID.match(given) else f"req_{os.urandom(16).hex()}"
     g.call = None
     if request.environ.get("PATH_INFO", "").startswith("//"):
         # werkzeug matches `//v1/models` as `/v1/models`; an unknown route to us, like `/v1//models`
@@ -49,7 +49,7 @@ def before():
 
 def after(response):
     headers = response.headers
-    headers["x-request-id"] = g.get("request_id") or f"req_{uuid.uuid4().hex}"
+    headers["x-request-id"] = g.get("request_id") or f"req_{os.urandom(16).hex()}"
     started = g.get("started")
     elapsed = time.perf_counter() - started if started is not None else 0.0
     call = g.get("call")

@@ -3,8 +3,8 @@ one settle after it, over Redis (shared by all workers) or in process."""
 import datetime
 import logging
 import math
+import os
 import time
-import uuid
 from typing import NamedTuple, Optional
 
 from deltallm.errors import GatewayError, RateLimited
@@ -96,6 +96,7 @@ class Grant:
         self.limiter, self.backend, self.keys, self.rid = limiter, backend, keys, rid
         self.held, self.cost_nano, self.flags, self.headers = held, cost_nano, flags, headers
         self.done = False
+        self.holds_slot = False
 
     def finish(self, tokens=None, cost=0.0):
         """Release the parallel lease and replace the reservations by the real total tokens and USD
@@ -109,7 +110,9 @@ class Grant:
         args = [self.rid, self.held[0], self.held[1], actual[0], actual[1], self.cost_nano,
                 int(round((cost or 0.0) * NANO)), *self.flags]
         try:
-            self.backend.finish(self.keys, args)
+            # a parallel slot must be free by the time the client has its answer: that settle waits
+            # for its (batched) round trip; the others ride along with the next one
+            self.backend.finish(self.keys, args, wait=self.holds_slot)
         except Exception as error:  # noqa: BLE001 - settling must never fail the response
             self.limiter.warn("settle", f"could not settle rate limits ({error.__class__.__name__}); "
                               "leases expire on their own")
@@ -180,7 +183,7 @@ class Limiter:
         budget = -1 if policy.max_budget is None else int(round(policy.max_budget * NANO))
         cost_nano = int(round(max(cost, 0.0) * NANO))
         reset_ms = int((end - now_dt).total_seconds() * 1000) if end else WINDOW_MS
-        rid = uuid.uuid4().hex[:16]
+        rid = os.urandom(8).hex()
         args = [now_ms, WINDOW_MS, rid, _limit(policy.rpm), _limit(policy.tpm), _limit(mrpm), _limit(mtpm),
                 _limit(policy.parallel), max(int(tokens), 0), self.lease_ms, budget, cost_nano, reset_ms]
         backend = self.primary
@@ -209,7 +212,9 @@ class Limiter:
             self._refuse(policy, result, headers, keys, backend, now_ms)
         flags = ("1" if policy.tpm is not None else "0", "1" if mtpm is not None else "0",
                  "1" if args[10] >= 0 else "0")
-        return Grant(self, backend, keys, rid, (int(result[9]), int(result[10])), cost_nano, flags, headers)
+        grant = Grant(self, backend, keys, rid, (int(result[9]), int(result[10])), cost_nano, flags, headers)
+        grant.holds_slot = policy.parallel is not None
+        return grant
 
     def _run(self, backend, policy, keys, args, start, end, now_ms):
         result = backend.acquire(keys, args)

@@ -122,7 +122,7 @@ class LocalBackend:
         log.append(entry)
         log.sort(key=lambda item: item[0])
 
-    def finish(self, keys, args):
+    def finish(self, keys, args, wait=True):
         rid, _, _, actual_key, actual_model, _, actual_cost, has_tpm, has_mtpm, has_budget = args
         with self.lock:
             self._remove(keys[6], rid)

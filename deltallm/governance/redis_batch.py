@@ -20,12 +20,13 @@ logger = logging.getLogger(__name__)
 
 
 class Pending:
-    __slots__ = ("sha", "script", "keys", "args", "done", "result", "error")
+    __slots__ = ("sha", "script", "keys", "args", "done", "result", "error", "lead")
 
     def __init__(self, sha, script, keys, args, waited):
         self.sha, self.script, self.keys, self.args = sha, script, keys, args
         self.done = threading.Event() if waited else None
         self.result = self.error = None
+        self.lead = False  # woken to send the next round trip, not because its reply came
 
 
 class ScriptBatcher:
@@ -47,35 +48,46 @@ class ScriptBatcher:
     def call(self, script, keys, args):
         """Run a script and return its reply (raises what Redis raised)."""
         item = Pending(self.sha(script), script, keys, args, waited=True)
-        self._enqueue(item, lead=True)
-        item.done.wait()
+        with self.lock:
+            self.queue.append(item)
+            lead = not self.sending
+            if lead:
+                self.sending = True
+        if lead:
+            self._lead()
+        while True:
+            item.done.wait()
+            if not item.lead:
+                break
+            item.lead = False  # handed the next round trip: send it (this item goes with it)
+            item.done.clear()
+            self._lead()
         if item.error is not None:
             raise item.error
         return item.result
 
     def post(self, script, keys, args):
         """Run a script some time soon; its reply is not needed (failures are logged)."""
-        self._enqueue(Pending(self.shas.get(script) or self.sha(script), script, keys, args, waited=False),
-                      lead=False)
+        with self.lock:
+            self.queue.append(Pending(self.shas.get(script) or self.sha(script), script, keys, args, waited=False))
         self._ensure_flusher()
 
-    def _enqueue(self, item, lead):
+    def _lead(self):
+        """Send one round trip with what is queued (the caller holds `sending`), then hand `sending`
+        to the first caller still waiting, so no caller keeps sending for others while its own
+        answer waits."""
         with self.lock:
-            self.queue.append(item)
-            if self.sending or not lead:
-                return
-            self.sending = True
-        self._send_all()
-
-    def _send_all(self):
-        """Send what is queued, batch after batch, until the queue is empty (the caller leads)."""
-        while True:
-            with self.lock:
-                if not self.queue:
-                    self.sending = False
-                    return
-                batch = [self.queue.popleft() for _ in range(min(len(self.queue), self.max_batch))]
+            batch = [self.queue.popleft() for _ in range(min(len(self.queue), self.max_batch))]
+        if batch:
             self._send(batch)
+        with self.lock:
+            waiting = next((item for item in self.queue if item.done is not None), None)
+            if waiting is None:
+                self.sending = False  # settles still queued go with the next caller or the idle flush
+            else:
+                waiting.lead = True
+        if waiting is not None:
+            waiting.done.set()
 
     def _send(self, batch):
         try:
@@ -124,7 +136,7 @@ class ScriptBatcher:
             if self.sending or not self.queue:
                 return
             self.sending = True
-        self._send_all()
+        self._lead()
 
     def flush(self, timeout=5.0):
         """Send whatever is queued now and wait until it went (reads that must see the settles)."""
@@ -137,7 +149,7 @@ class ScriptBatcher:
                 if lead:
                     self.sending = True
             if lead:
-                self._send_all()
+                self._lead()
             else:
                 threading.Event().wait(0.001)
 

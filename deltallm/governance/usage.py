@@ -53,7 +53,7 @@ class UsageWriter:
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.stopping = False
-        self.thread, self.pid = None, None
+        self.thread, self.fork_aware = None, False
         self.written = self.dropped = self.failures = 0
         self._dropped_logged = 0
 
@@ -77,17 +77,22 @@ class UsageWriter:
         return True
 
     def _ensure_started(self):
-        # a forked worker inherits the master's object but not its thread: start one per process
-        if self.thread is not None and self.pid == os.getpid():
+        if self.thread is not None:
             return
         with self.lock:
-            if self.thread is not None and self.pid == os.getpid():
+            if self.thread is not None:
                 return
-            if self.pid is not None and self.pid != os.getpid():
-                self.queue.clear()      # rows queued before the fork belong to the parent
-            self.pid, self.stopping = os.getpid(), False
+            self.stopping = False
             self.thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
             self.thread.start()
+            if not self.fork_aware:
+                # a forked worker inherits this object but not its thread, nor the parent's rows
+                self.fork_aware = True
+                os.register_at_fork(after_in_child=self._forget_parent)
+
+    def _forget_parent(self):
+        self.thread = None
+        self.queue.clear()
 
     def _run(self):
         while not self.stopping:

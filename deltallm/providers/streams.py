@@ -19,6 +19,8 @@ def read_body(resp, timer, limit=None, armed=True):
     """The whole body, read before `timer.deadline`; at most `limit` bytes (the rest is dropped).
 
     `armed=False` when a gevent timer already bounds the read (Provider.send)."""
+    if not armed and limit is None:
+        return read_whole(resp)  # a gevent timer bounds it: one read, the common case
     disarm = arm(resp, timer) if armed else None
     parts, size = [], 0
     try:
@@ -42,6 +44,19 @@ def read_body(resp, timer, limit=None, armed=True):
     body = b"".join(parts)
     resp._content, resp._content_consumed = body[:limit] if limit is not None else body, True
     return resp._content
+
+
+def read_whole(resp):
+    try:
+        body = resp.raw.read(decode_content=True)
+    except TIMEOUTS:
+        resp.close()
+        raise UpstreamTimeout("timed out reading the response") from None
+    except BROKEN as exc:
+        resp.close()
+        raise UpstreamError(f"the connection broke while reading the response ({exc.__class__.__name__})") from None
+    resp._content, resp._content_consumed = body, True
+    return body
 
 
 def iter_bytes(resp, *, per_chunk=True):
