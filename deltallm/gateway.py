@@ -1,7 +1,7 @@
 """The process-wide gateway state built once from Settings: registry, router, key store, Redis."""
 from deltallm import banner, model_store
 from deltallm.config import upstream_environment
-from deltallm.governance import prices, reports, tokens
+from deltallm.governance import prices, reports
 from deltallm.governance.gate import Gate
 from deltallm.governance.limits import Limiter
 from deltallm.governance.usage import UsageWriter
@@ -49,7 +49,8 @@ class Gateway:
                                seed=reports.spend_since)
         self.writer = UsageWriter(max_queue=settings.general["usage_queue_size"])
         self.gate = Gate(self.limiter, self.writer)
-        tokens.warm()  # the encodings load now rather than on the first request
+        # tiktoken's encodings (~110 MB a worker) load on the first request that counts tokens (a key
+        # with a tpm_limit or a budget), not here: a gateway without such keys never pays for them
         self.health = None
         if routing.get("health_check_interval"):
             self.health = HealthChecker(self.router, routing["health_check_interval"], state_redis)
@@ -68,3 +69,5 @@ class Gateway:
     def close(self):
         """Flush what is buffered (usage records) and stop background work; a worker calls it on exit."""
         self.writer.close()
+        from deltallm.api import access  # noqa: PLC0415 - the access log is the HTTP layer's
+        access.flush()

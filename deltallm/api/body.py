@@ -50,13 +50,20 @@ def read(environ, limit):
     return b"".join(parts)
 
 
+_TIMEOUT = []
+
+
 def gevent_timeout():
-    """gevent's Timeout when the worker is monkey-patched (gunicorn's gevent worker), else None."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("socket"):
-        from gevent import Timeout
-        return Timeout
-    return None
+    """gevent's Timeout when the worker is monkey-patched (gunicorn's gevent worker), else None;
+    decided on the first request (the worker patches itself before serving) and kept."""
+    if not _TIMEOUT:
+        monkey = sys.modules.get("gevent.monkey")
+        if monkey is not None and monkey.is_module_patched("socket"):
+            from gevent import Timeout
+            _TIMEOUT.append(Timeout)
+        else:
+            return None  # not patched (yet): ask again next time
+    return _TIMEOUT[0]
 
 
 class BoundedInput:
