@@ -68,6 +68,9 @@ class Gateway:
 
     def close(self):
         """Flush what is buffered (usage records) and stop background work; a worker calls it on exit."""
+        batch = getattr(self.limiter.primary, "batch", None)
+        if batch is not None:
+            batch.flush(timeout=2)  # settles still queued (they free leases and count spend)
         self.writer.close()
         from deltallm.api import access  # noqa: PLC0415 - the access log is the HTTP layer's
         access.flush()

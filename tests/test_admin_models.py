@@ -78,3 +78,15 @@ def test_credentials_are_refused_without_an_encryption_key(tmp_path):
     keyless = client.post("/admin/models", json={"model_name": "local", "deltallm_params": {"model": "mock/m"}},
                           headers=MASTER)
     assert keyless.status_code == 201
+
+
+def test_header_credentials_and_proxy_passwords_are_hidden_and_sealed(client, tmp_path):
+    entry = new_entry(extra_headers={"Authorization": "Bearer entra-token-123456"},
+                      proxy="http://user:proxy-pass-999@proxy.corp:3128")
+    created = client.post("/admin/models", json=entry, headers=MASTER)
+    assert created.status_code == 201
+    listed = client.get("/admin/models", headers=MASTER).get_data(as_text=True)
+    assert "entra-token-123456" not in listed and "proxy-pass-999" not in listed
+    shown = created.get_json()["deltallm_params"]
+    assert shown["extra_headers"] == {"Authorization": "***"} and shown["proxy"] == "http://user:***@proxy.corp:3128"
+    assert b"entra-token-123456" not in (tmp_path / "test.db").read_bytes()

@@ -155,3 +155,14 @@ def test_spend_counter_equals_the_records_after_mixed_traffic(app, client, upstr
     spent, reset_at = gw.limiter.spend(policy)
     assert spent == pytest.approx(sum(r.spend for r in rows if r.key_id == key_id), abs=1e-9)
     assert spent > 0 and reset_at is not None
+
+
+def test_a_legacy_completion_with_several_prompts_is_recorded_and_billed_once(app, client):
+    headers = bearer(rpm_limit=100)
+    resp = client.post("/v1/completions", headers=headers, json={"model": "mocky", "prompt": ["a", "b", "c"]})
+    assert resp.status_code == 200
+    usage = resp.get_json()["usage"]
+    rows = records(app)
+    assert len(rows) == 1 and rows[0].endpoint == "/v1/completions" and rows[0].status == 200
+    assert rows[0].prompt_tokens == usage["prompt_tokens"] and rows[0].completion_tokens == usage["completion_tokens"]
+    assert rows[0].spend > 0 and rows[0].deployment is not None

@@ -6,7 +6,7 @@ from flask import Blueprint
 from deltallm import config, model_store
 from deltallm.api.common import gateway, json_body, json_response
 from deltallm.errors import ConfigError, GatewayError, InvalidRequest, NotFound
-from deltallm.router.deployment import is_secret
+from deltallm.router.deployment import shown_params
 
 bp = Blueprint("admin_models", __name__, url_prefix="/admin")
 
@@ -21,7 +21,7 @@ def view(deployment, stats, now):
     return {"id": deployment.id, "object": "model_deployment", "model_name": deployment.model_name,
             "model": deployment.params["model"], "api_base": deployment.params.get("api_base"),
             "source": deployment.source,
-            "deltallm_params": {k: v for k, v in deployment.params.items() if not is_secret(k)},
+            "deltallm_params": shown_params(deployment.params),
             "model_info": deployment.model_info,
             "health": {"state": "cooling" if cooling else "healthy",
                        "cooling_until": iso_epoch(stats.cooling_until) if cooling else None,

@@ -30,9 +30,10 @@ class Pending:
 
 
 class ScriptBatcher:
-    def __init__(self, client, linger=0.02, max_batch=256):
+    def __init__(self, client, linger=0.02, max_batch=256, wait_limit=5.0):
         self.client = client
-        self.linger, self.max_batch = linger, max_batch
+        self.linger, self.max_batch, self.wait_limit = linger, max_batch, wait_limit
+        self.sent_at = 0.0
         self.queue = collections.deque()
         self.lock = threading.Lock()
         self.sending = False
@@ -46,25 +47,45 @@ class ScriptBatcher:
         return found
 
     def call(self, script, keys, args):
-        """Run a script and return its reply (raises what Redis raised)."""
+        """Run a script and return its reply (raises what Redis raised, or TimeoutError when no reply
+        came within `wait_limit`: the limiter then fails open or closed as configured)."""
         item = Pending(self.sha(script), script, keys, args, waited=True)
         with self.lock:
             self.queue.append(item)
             lead = not self.sending
             if lead:
-                self.sending = True
-        if lead:
-            self._lead()
-        while True:
-            item.done.wait()
-            if not item.lead:
-                break
-            item.lead = False  # handed the next round trip: send it (this item goes with it)
-            item.done.clear()
-            self._lead()
+                self.sending, self.sent_at = True, time.monotonic()
+        try:
+            if lead:
+                self._lead()
+            while True:
+                if not item.done.wait(self.wait_limit):
+                    self._abandon(item)
+                    raise TimeoutError("no reply from the rate limiter's Redis round trip")
+                if not item.lead:
+                    break
+                item.lead = False  # handed the next round trip: send it (this item goes with it)
+                item.done.clear()
+                self._lead()
+        except BaseException:
+            if item.lead:  # handed the round trip but leaving (killed, timed out): pass it on
+                item.lead = False
+                self._hand_off()
+            raise
         if item.error is not None:
             raise item.error
         return item.result
+
+    def _abandon(self, item):
+        """A caller gives up waiting: forget its item, and a round trip that has been "in flight" far
+        too long (its sender was killed) so the next caller sends again."""
+        with self.lock:
+            try:
+                self.queue.remove(item)
+            except ValueError:
+                pass
+            if self.sending and time.monotonic() - self.sent_at > self.wait_limit:
+                self.sending = False
 
     def post(self, script, keys, args):
         """Run a script some time soon; its reply is not needed (failures are logged)."""
@@ -76,10 +97,22 @@ class ScriptBatcher:
         """Send one round trip with what is queued (the caller holds `sending`), then hand `sending`
         to the first caller still waiting, so no caller keeps sending for others while its own
         answer waits."""
-        with self.lock:
-            batch = [self.queue.popleft() for _ in range(min(len(self.queue), self.max_batch))]
-        if batch:
-            self._send(batch)
+        batch = []
+        try:
+            with self.lock:
+                batch = [self.queue.popleft() for _ in range(min(len(self.queue), self.max_batch))]
+                self.sent_at = time.monotonic()
+            if batch:
+                self._send(batch)
+        finally:
+            for item in batch:  # a sender killed mid-flight: its callers fail instead of waiting forever
+                if item.done is not None and not item.done.is_set():
+                    if item.result is None and item.error is None:
+                        item.error = ConnectionError("the rate limiter's Redis round trip was interrupted")
+                    item.done.set()
+            self._hand_off()
+
+    def _hand_off(self):
         with self.lock:
             waiting = next((item for item in self.queue if item.done is not None), None)
             if waiting is None:

@@ -286,6 +286,9 @@ def map_status(provider, status, message, *, etype=None, code=None, param=None, 
         exc.retry_after = retry_after_seconds(retry_after)
     elif status in (408, 504):
         exc = UpstreamTimeout(message)
+    elif status == 409:  # a conflict on the upstream's side (SPEC §9: retried, then relayed)
+        exc = UpstreamRejected(message, status=409, type=clean(etype) if etype else "invalid_request_error",
+                               code=clean(code) if isinstance(code, str) else None, retryable=True)
     elif status >= 500:
         exc = UpstreamError(f"{provider} upstream error (HTTP {status}): {message}")
     else:

@@ -8,8 +8,33 @@ from deltallm.providers import provider_class
 
 
 def is_secret(name):
-    """Parameters that carry credentials: never shown, never part of an id, stored encrypted."""
-    return "key" in name or "secret" in name or "token" in name
+    """Parameters that carry credentials: never shown, never part of an id, stored encrypted.
+    `extra_headers` counts as one: it may carry an Authorization header (Azure Entra ID tokens)."""
+    return "key" in name or "secret" in name or "token" in name or name == "extra_headers"
+
+
+def secret_values(params):
+    """Every credential string in a deployment's params (header values included), to mask in errors."""
+    values = []
+    for name, value in params.items():
+        if name == "extra_headers" and isinstance(value, dict):
+            values += [v for v in value.values() if isinstance(v, str)]
+        elif is_secret(name) and isinstance(value, str):
+            values.append(value)
+    proxy = params.get("proxy")
+    if isinstance(proxy, str) and "@" in proxy:
+        values.append(proxy.split("://", 1)[-1].rsplit("@", 1)[0])  # user:password
+    return [v for v in values if len(v) >= 6]
+
+
+def shown_params(params):
+    """A deployment's params as the admin API shows them: no credentials, a proxy without its password."""
+    shown = {k: v for k, v in params.items() if not is_secret(k)}
+    if isinstance(shown.get("proxy"), str):
+        shown["proxy"] = re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", shown["proxy"])
+    if params.get("extra_headers"):
+        shown["extra_headers"] = {name: "***" for name in params["extra_headers"]}
+    return shown
 
 
 class Deployment:

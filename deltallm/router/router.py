@@ -8,7 +8,7 @@ from deltallm.errors import (GatewayError, NoHealthyDeployments, RateLimited, Up
                              UpstreamTimeout)
 from deltallm.providers.base import Call
 from deltallm.providers.redact import MASK
-from deltallm.router.deployment import is_secret
+from deltallm.router.deployment import secret_values
 from deltallm.router.policy import Policy
 from deltallm.router.strategies import choose
 from deltallm.state import LocalState, retry_after_seconds
@@ -209,11 +209,16 @@ class Router:
         def one(index):
             sub = calls[index]
             return self.run(sub, model_name, lambda d: operation(d, sub, bodies[index]), **options)
-        with ThreadPoolExecutor(max_workers=min(len(bodies), 16)) as pool:
-            results = list(pool.map(one, range(len(bodies))))
-        call.upstream_s += max(c.upstream_s for c in calls)
-        call.deployment = calls[0].deployment
-        call.fallback = calls[0].fallback
+        try:
+            with ThreadPoolExecutor(max_workers=min(len(bodies), 16)) as pool:
+                results = list(pool.map(one, range(len(bodies))))
+        finally:
+            # the request reached an upstream if any prompt did (its usage record and billing depend
+            # on it), failed or not
+            call.attempts += sum(c.attempts for c in calls)
+            call.upstream_s += max(c.upstream_s for c in calls)
+            call.deployment = next((c.deployment for c in calls if c.deployment is not None), call.deployment)
+            call.fallback = next((c.fallback for c in calls if c.fallback is not None), call.fallback)
         return results
 
 
@@ -231,8 +236,7 @@ def explain(exc, deployment, call):
 def mask_secrets(exc, deployment):
     """An upstream may echo our own credential verbatim (in any shape the patterns miss): mask the
     deployment's key, secret and token values in what is relayed and logged. Error path only."""
-    secrets = [v for k, v in deployment.params.items() if isinstance(v, str) and len(v) >= 6 and is_secret(k)]
-    for secret in secrets:
+    for secret in secret_values(deployment.params):
         if secret in exc.message:
             exc.message = exc.message.replace(secret, MASK)
         if exc.upstream_message and secret in exc.upstream_message:

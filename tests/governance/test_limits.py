@@ -257,3 +257,26 @@ def test_the_in_process_backend_forgets_counters_of_periods_that_are_over(clock)
         limiter.acquire(policy, "m", cost=0.1).finish(cost=0.1)
         clock.advance(86_400 + 31)      # the counter lives a period plus a day
     assert len(limiter.local.values) == 1
+
+
+def test_a_round_trip_leader_killed_mid_send_does_not_stall_the_worker():
+    """A greenlet killed while it sends the shared round trip (gevent raises a BaseException in it):
+    the callers waiting on that round trip fail at once, and the next caller sends again."""
+    from redis import Redis
+
+    from deltallm.governance.redis_batch import ScriptBatcher
+    from tests.conftest import REDIS_URL
+
+    class Killed(BaseException):
+        pass
+    batcher = ScriptBatcher(Redis.from_url(REDIS_URL), wait_limit=2.0)
+    real_send = batcher._send
+
+    def dying_send(batch):
+        raise Killed()
+    batcher._send = dying_send
+    with pytest.raises(Killed):
+        batcher.call("return 1", [], [])
+    assert batcher.sending is False
+    batcher._send = real_send
+    assert batcher.call("return 7", [], []) == 7

@@ -301,3 +301,13 @@ def test_a_stream_failing_after_its_first_chunk_is_the_caller_s_to_report():
     with pytest.raises(UpstreamError):
         next(stream)
     assert router.state.stats(["a"])["a"].in_flight == 0
+
+
+def test_an_upstream_409_is_retried_on_another_deployment():
+    from deltallm.providers.base import map_status
+    conflict = map_status("openai", 409, "conflict")
+    assert conflict.retryable and conflict.status == 409
+    router, _ = make([entry("g", "a"), entry("g", "b")])
+    op, seen = scripted({"a": [map_status("openai", 409, "busy")], "b": [map_status("openai", 409, "busy")]})
+    router.run(Call("r"), "g", op)
+    assert len(set(seen)) == 2
