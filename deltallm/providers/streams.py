@@ -32,12 +32,8 @@ def read_body(resp, timer, limit=None, armed=True):
                 break
             if timer.deadline <= time.monotonic():
                 raise socket.timeout("upstream deadline passed")
-    except TIMEOUTS:
-        resp.close()
-        raise UpstreamTimeout("timed out reading the response") from None
-    except BROKEN as exc:
-        resp.close()
-        raise UpstreamError(f"the connection broke while reading the response ({exc.__class__.__name__})") from None
+    except (*TIMEOUTS, *BROKEN) as exc:
+        raise reading_failed(resp, exc) from None
     finally:
         if disarm is not None:
             disarm()
@@ -49,14 +45,18 @@ def read_body(resp, timer, limit=None, armed=True):
 def read_whole(resp):
     try:
         body = resp.raw.read(decode_content=True)
-    except TIMEOUTS:
-        resp.close()
-        raise UpstreamTimeout("timed out reading the response") from None
-    except BROKEN as exc:
-        resp.close()
-        raise UpstreamError(f"the connection broke while reading the response ({exc.__class__.__name__})") from None
+    except (*TIMEOUTS, *BROKEN) as exc:
+        raise reading_failed(resp, exc) from None
     resp._content, resp._content_consumed = body, True
     return body
+
+
+def reading_failed(resp, exc):
+    """The error for a body read that timed out or broke (the connection is closed: not reusable)."""
+    resp.close()
+    if isinstance(exc, TIMEOUTS):
+        return UpstreamTimeout("timed out reading the response")
+    return UpstreamError(f"the connection broke while reading the response ({exc.__class__.__name__})")
 
 
 def iter_bytes(resp, *, per_chunk=True):

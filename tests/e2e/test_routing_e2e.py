@@ -25,8 +25,8 @@ def config(upstream, db_path, extra=""):
         entry("ok", "gpt-4o-mini"),
         entry("hang", "hang", more=", timeout: 2"),
         entry("limited", "rate-limit"),
-        entry("shared", "gpt-4o-mini", key="wrong-key", more=", weight: 1000"),
-        entry("shared", "gpt-4o-mini"),
+        entry("pooled", "gpt-4o-mini", key="wrong-key", more=", weight: 1000"),
+        entry("pooled", "gpt-4o-mini"),
         "router_settings:",
         "  num_retries: 2",
         "  fallbacks: [{refused: [ok]}]",
@@ -85,14 +85,14 @@ def test_429_with_retry_after_then_the_deployment_cools(gateway):
 
 def test_cooldowns_are_shared_by_the_workers(gateway, upstream_url):
     requests.delete(upstream_url + "/_requests", timeout=5)
-    first = chat(gateway, "shared")  # the heavy deployment has the wrong key: 401, cools at once
+    first = chat(gateway, "pooled")  # the heavy deployment has the wrong key: 401, cools at once
     assert first.status_code == 200
     time.sleep(0.5)  # the other worker hears of the cooldown within its next trade with Redis
     for _ in range(20):  # new connections: the two workers share them
-        assert chat(gateway, "shared").status_code == 200
+        assert chat(gateway, "pooled").status_code == 200
     log = requests.get(upstream_url + "/_requests", timeout=5).json()
     wrong = [r for r in log if r["headers"].get("authorization") == "Bearer wrong-key"]
     assert len(wrong) == 1
     models = requests.get(f"{gateway}/admin/models", headers={"Authorization": f"Bearer {MASTER}"}, timeout=10).json()
-    states = [d["health"]["state"] for d in models["data"] if d["model_name"] == "shared"]
+    states = [d["health"]["state"] for d in models["data"] if d["model_name"] == "pooled"]
     assert sorted(states) == ["cooling", "healthy"]
