@@ -141,7 +141,10 @@ if ARGV[8] == '1' then resettle(KEYS[2], KEYS[3], ARGV[2], ARGV[4]) end
 if ARGV[9] == '1' then resettle(KEYS[5], KEYS[6], ARGV[3], ARGV[5]) end
 if ARGV[10] == '1' then
   if redis.call('ZREM', KEYS[9], id .. ':' .. ARGV[6]) == 1 then redis.call('DECRBY', KEYS[10], ARGV[6]) end
-  if redis.call('EXISTS', KEYS[8]) == 1 then redis.call('INCRBY', KEYS[8], ARGV[7]) end
+  -- counted once, even when a settle whose reply was lost is sent again
+  if redis.call('EXISTS', KEYS[8]) == 1 and redis.call('SET', KEYS[9] .. ':settled:' .. id, '1', 'NX', 'PX', 86400000) then
+    redis.call('INCRBY', KEYS[8], ARGV[7])
+  end
 end
 return 1
 """

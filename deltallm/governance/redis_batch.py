@@ -17,16 +17,18 @@ import weakref
 from redis.exceptions import NoScriptError
 
 logger = logging.getLogger(__name__)
+SETTLE_RETRY_S = 30
 
 
 class Pending:
-    __slots__ = ("sha", "script", "keys", "args", "done", "result", "error", "lead")
+    __slots__ = ("sha", "script", "keys", "args", "done", "result", "error", "lead", "first_failure")
 
     def __init__(self, sha, script, keys, args, waited):
         self.sha, self.script, self.keys, self.args = sha, script, keys, args
         self.done = threading.Event() if waited else None
         self.result = self.error = None
         self.lead = False  # woken to send the next round trip, not because its reply came
+        self.first_failure = None
 
 
 class ScriptBatcher:
@@ -140,12 +142,24 @@ class ScriptBatcher:
             if isinstance(reply, Exception):
                 item.error = reply
                 if item.done is None:
-                    logger.warning("rate limiter: a settle call failed (%s); leases expire on their own",
-                                   reply.__class__.__name__)
+                    self._retry_later(item, reply)
             else:
                 item.result = reply
             if item.done is not None:
                 item.done.set()
+
+    def _retry_later(self, item, error):
+        """A settle that failed (a Redis blip) is sent again with later round trips for up to
+        SETTLE_RETRY_S (settling is idempotent): otherwise its parallel lease would be held until it
+        expires and its cost would miss the budget counter."""
+        item.error = None
+        item.first_failure = item.first_failure or time.monotonic()
+        if time.monotonic() - item.first_failure > SETTLE_RETRY_S:
+            logger.warning("rate limiter: a settle could not be sent for %d s (%s); its lease expires on its "
+                           "own", SETTLE_RETRY_S, error.__class__.__name__)
+            return
+        with self.lock:
+            self.queue.append(item)
 
     def _ensure_flusher(self):
         if self.flusher is not None:

@@ -54,6 +54,7 @@ class UsageWriter:
         self.wake = threading.Event()
         self.stopping = False
         self.thread, self.fork_aware = None, False
+        self.closed, self.in_flight = False, 0
         self.written = self.dropped = self.failures = 0
         self._dropped_logged = 0
 
@@ -62,7 +63,11 @@ class UsageWriter:
         return len(self.queue)
 
     def record(self, row):
-        """Queue one row (a make_record() dict); never blocks, never raises. False when dropped."""
+        """Queue one row (a make_record() dict); never blocks, never raises. False when dropped.
+        After close() (a stream settling while the worker stops) the row is written at once."""
+        if self.closed:
+            self.queue.append(row)
+            return self.drain(timeout=2.0)
         self._ensure_started()
         if len(self.queue) >= self.max_queue:
             self.dropped += 1
@@ -107,8 +112,16 @@ class UsageWriter:
         """Insert one batch; True when written (or nothing to write), False when the database failed."""
         with self.lock:
             batch = [self.queue.popleft() for _ in range(min(self.batch_size, len(self.queue)))]
-        if not batch:
-            return True
+            if not batch:
+                return True
+            self.in_flight += len(batch)  # drain() waits for these: back in the queue or written
+        try:
+            return self._insert(batch)
+        finally:
+            with self.lock:
+                self.in_flight -= len(batch)
+
+    def _insert(self, batch):
         db = self.db or database
         try:
             with db.connection_context():
@@ -129,6 +142,8 @@ class UsageWriter:
     def drain(self, timeout=10.0):
         """Write everything queued now, retrying a failing database until `timeout`; True when empty."""
         deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:  # the flusher's batch: back or written
+            threading.Event().wait(0.01)
         while self.queue:
             if not self.flush_batch():
                 if time.monotonic() + self.retry_interval > deadline:
@@ -140,7 +155,7 @@ class UsageWriter:
 
     def close(self, timeout=10.0):
         """Stop the flusher and drain: the worker-exit hook."""
-        self.stopping = True
+        self.stopping = self.closed = True
         self.wake.set()
         thread = self.thread
         if thread is not None and thread is not threading.current_thread():

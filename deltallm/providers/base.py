@@ -281,8 +281,8 @@ def map_status(provider, status, message, *, etype=None, code=None, param=None, 
         exc = UpstreamAuthFailed(f"the {provider} upstream rejected the gateway's credentials (HTTP {status})")
         exc.deployment_fault = True
     elif status == 429:
-        headers = {"Retry-After": retry_after} if retry_after else None
-        exc = UpstreamRateLimited(message, headers=headers)
+        # relayed as the upstream said; without one, clients are still told to wait (SPEC §3)
+        exc = UpstreamRateLimited(message, headers={"Retry-After": retry_after or "1"})
         exc.retry_after = retry_after_seconds(retry_after)
     elif status in (408, 504):
         exc = UpstreamTimeout(message)

@@ -34,7 +34,9 @@ class LocalState:
 
     def __init__(self, clock=time.time):
         self.clock = clock
-        self.lock = threading.Lock()
+        # re-entrant: a dropped stream ends its attempt from the garbage collector, which may run while
+        # this same thread (greenlet) holds the lock
+        self.lock = threading.RLock()
         self.in_flight = collections.Counter()
         self.latency = {}                        # id -> (ewma seconds, samples)
         self.cooling = {}                        # id -> until (epoch seconds)

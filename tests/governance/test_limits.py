@@ -280,3 +280,39 @@ def test_a_round_trip_leader_killed_mid_send_does_not_stall_the_worker():
     assert batcher.sending is False
     batcher._send = real_send
     assert batcher.call("return 7", [], []) == 7
+
+
+def test_a_settle_sent_twice_counts_its_cost_once_and_a_failed_one_is_sent_again(clock, redis_client, prefix):
+    """A settle whose reply was lost may be sent again: the spend counter takes its cost once. A
+    settle that failed (a Redis blip) goes out again with a later round trip and frees its slot."""
+    limiter = Limiter(redis_client, prefix=prefix, clock=clock, seed=lambda key_id, start: 0.0)
+    anchor = datetime.datetime.fromtimestamp(clock.now, datetime.timezone.utc).replace(tzinfo=None)
+    policy = Policy("k9", parallel=1, max_budget=10.0, budget_duration="1h", budget_anchor=anchor)
+    grant = limiter.acquire(policy, "m", cost=0.5)
+    args = [grant.rid, grant.held[0], grant.held[1], 0, 0, grant.cost_nano, 300_000_000, *grant.flags]
+    limiter.primary.finish(grant.keys, args, wait=True)
+    limiter.primary.finish(grant.keys, args, wait=True)
+    assert limiter.spend(policy)[0] == pytest.approx(0.3)
+    # a failing round trip: the settle is kept and sent again once Redis answers
+    batch = limiter.primary.batch
+    real_send = batch._send
+    failures = []
+
+    def failing_once(items):
+        if not failures:
+            failures.append(1)
+            for item in items:
+                item.error = ConnectionError("blip")
+                batch._retry_later(item, item.error)
+            return
+        real_send(items)
+    second = limiter.acquire(policy, "m", cost=0.1)
+    batch._send = failing_once
+    second.done = False
+    limiter.primary.finish(second.keys, [second.rid, second.held[0], second.held[1], 0, 0, second.cost_nano,
+                                         100_000_000, *second.flags], wait=False)
+    batch.flush()
+    batch._send = real_send
+    batch.flush()
+    assert failures and limiter.acquire(policy, "m").holds_slot  # the slot was freed by the resent settle
+    assert limiter.spend(policy)[0] == pytest.approx(0.4)

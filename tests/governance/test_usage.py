@@ -190,3 +190,17 @@ def test_the_flusher_is_a_greenlet_under_gevent(tmp_path):
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["3", "4", "4"]
+
+
+def test_a_record_after_close_is_written_at_once(tmp_path):
+    from deltallm import db, models
+    from deltallm.governance.usage import UsageWriter, make_record
+    db.init(str(tmp_path / "late.db"))
+    models.migrate()
+    writer = UsageWriter(interval=0.05)
+    writer.close()
+    assert writer.record(make_record(key_id=None, model="m", deployment="d", endpoint="/v1/chat/completions",
+                                     status=200)) is True
+    assert writer.thread is None  # no flusher was started again after close
+    with db.connection():
+        assert models.Usage.select().count() == 1
