@@ -2,7 +2,7 @@
 import logging
 
 from deltallm import __version__
-from deltallm.config import describe_database, describe_url
+from deltallm.urls import describe_database, describe_url
 
 logger = logging.getLogger(__name__)
 

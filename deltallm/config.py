@@ -9,9 +9,10 @@ from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, valid
 
 from deltallm import config_keys
 from deltallm.errors import ConfigError
+from deltallm.urls import (DEFAULT_SQLITE, database_kind, describe_database, describe_url,  # noqa: F401
+                           sqlite_path)
 
 DEFAULT_PATH = "config.yaml"
-DEFAULT_SQLITE = "deltallm.db"  # with no database_url: in the working directory (SPEC §1)
 ENV_PREFIX = "os.environ/"
 TOP_LEVEL = {"model_list", "router_settings", "deltallm_settings", "litellm_settings",
              "general_settings", "mcp_servers", "environment_variables"}
@@ -348,24 +349,6 @@ def installed(module):
         return False
 
 
-def database_kind(url):
-    """'postgres' or 'sqlite' for a database_url (None: the default SQLite file)."""
-    scheme = urlsplit(url).scheme if url else ""
-    if scheme in ("postgres", "postgresql"):
-        return "postgres"
-    if scheme in ("sqlite", "file", ""):
-        return "sqlite"
-    return None
-
-
-def sqlite_path(url):
-    """The file a SQLite database_url names (`sqlite:///path` or a bare path), or ':memory:'."""
-    url = url or DEFAULT_SQLITE
-    if urlsplit(url).scheme == "sqlite":
-        url = url[len("sqlite:///"):] if url.startswith("sqlite:///") else urlsplit(url).path
-    return url or ":memory:"
-
-
 def validate_database(settings):
     kind = database_kind(settings.database_url)
     if kind is None:
@@ -374,26 +357,6 @@ def validate_database(settings):
     if kind == "postgres" and not installed("psycopg2"):
         raise ConfigError(f"{settings.source('database_url')}: PostgreSQL needs the psycopg2 driver: "
                           "pip install 'deltallm[postgres]'")
-
-
-def describe_url(url):
-    """A service URL without credentials or query string (which may carry a password)."""
-    parts = urlsplit(url)
-    if not parts.netloc:
-        return f"{parts.scheme}://{parts.path}" if parts.scheme else parts.path
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-def describe_database(url):
-    """The database a URL names, for humans: the absolute SQLite path, or the server without credentials."""
-    if database_kind(url) == "postgres":
-        return describe_url(url)
-    path = sqlite_path(url)
-    return "SQLite in memory" if path == ":memory:" else f"SQLite file {os.path.abspath(path)}"
 
 
 def upstream_environment(environ=None):

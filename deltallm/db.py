@@ -6,7 +6,8 @@ from urllib.parse import unquote, urlparse
 from peewee import DatabaseProxy, SqliteDatabase
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
-from deltallm.config import DEFAULT_SQLITE, installed, sqlite_path
+from deltallm.config import installed
+from deltallm.urls import DEFAULT_SQLITE, sqlite_path
 from deltallm.errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from deltallm import create_app, db, keys, models
 from deltallm.governance.usage import make_record
 from deltallm.models import ApiKey, Usage, utcnow
 from tests.conftest import base_config
+from tests.test_admin_keys import bearer, create
 
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "mocky", "messages": [{"role": "user", "content": "hi"}]}
@@ -18,16 +19,6 @@ def config(tmp_path):
     config = base_config(tmp_path)
     config["router_settings"]["model_group_alias"] = {"fast": "mocky", "dangling": "nowhere"}
     return config
-
-
-def create(client, master, **fields):
-    resp = client.post("/admin/keys", json=fields, headers=master)
-    assert resp.status_code == 201, resp.data
-    return resp.get_json()
-
-
-def bearer(key):
-    return {"Authorization": f"Bearer {key}"}
 
 
 def error_of(resp, status):
