@@ -29,7 +29,7 @@ RESULTS = os.path.join(HERE, "results")
 LUA = os.path.join(HERE, "chat.lua")
 KEY = "sk-bench"
 TARGETS = ("direct", "bare", "deltallm")
-PHASES = ("capacity", "nonstream", "stream-c1", "stream-many")
+PHASES = ("capacity", "nonstream", "ratio", "stream-c1", "stream-many")
 
 CONFIG = """\
 model_list:
@@ -138,7 +138,7 @@ class Bench:
         path = "/v1/chat/completions"
         self.urls["direct"] = f"http://127.0.0.1:{fast}{path}"
         self.slow_urls["direct"] = f"http://127.0.0.1:{slow}{path}"
-        if "bare" in o.targets and ({"nonstream", "stream-c1"} & phases):
+        if "bare" in o.targets and ({"nonstream", "ratio", "stream-c1"} & phases):
             port, proc = self.start_bare("bare", fast)
             self.urls["bare"] = f"http://127.0.0.1:{port}{path}"
             self.workers["bare"] = proc.worker_pid()
@@ -256,6 +256,38 @@ def run_nonstream(b, res):
                       lambda c=conns: b.wrk(b.urls["deltallm"], c, o.duration), f"nonstream-c{conns}")
 
 
+def run_ratio(b, res):
+    """bare and DeltaLLM in alternation at one concurrency: `--rounds` pairs of short wrk runs. On a
+    box where other work comes and goes, a disturbance then hits both targets instead of one; the
+    median of the per-pair ratios is the figure to quote. Also the worker's CPU time per request."""
+    o = b.opts
+    conns = max(o.concurrency)
+    pairs = []
+    for target in ("bare", "deltallm"):
+        b.wrk(b.urls[target], conns, o.warmup)
+    for i in range(o.rounds):
+        pair = {}
+        for target in (("bare", "deltallm") if i % 2 == 0 else ("deltallm", "bare")):
+            worker = b.workers[target]
+            cpu0 = cpu_seconds(worker)
+            r = b.wrk(b.urls[target], conns, o.round_s)
+            requests = r["rps"] * r["duration_us"] / 1e6
+            pair[target] = {"rps": r["rps"], "errors": r["errors"],
+                            "cpu_us_per_request": 1e6 * (cpu_seconds(worker) - cpu0) / max(1.0, requests)}
+        pair["ratio"] = pair["deltallm"]["rps"] / pair["bare"]["rps"]
+        pairs.append(pair)
+        log(f"round {i + 1}/{o.rounds} c={conns}: bare {pair['bare']['rps']:.0f} req/s "
+            f"({pair['bare']['cpu_us_per_request']:.0f} us CPU/req), DeltaLLM {pair['deltallm']['rps']:.0f} "
+            f"req/s ({pair['deltallm']['cpu_us_per_request']:.0f} us CPU/req): ratio {pair['ratio']:.3f}")
+    ratios = sorted(p["ratio"] for p in pairs)
+    median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
+    cpu = {t: sorted(p[t]["cpu_us_per_request"] for p in pairs)[len(pairs) // 2] for t in ("bare", "deltallm")}
+    res["ratio"] = {"concurrency": conns, "pairs": pairs, "median_ratio": median,
+                    "median_cpu_us_per_request": cpu}
+    log(f"DeltaLLM / bare at c={conns}: median {median:.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f}); "
+        f"CPU per request, median: bare {cpu['bare']:.0f} us, DeltaLLM {cpu['deltallm']:.0f} us")
+
+
 def run_stream_c1(b, res):
     o = b.opts
     out = res.setdefault("stream_c1", {})
@@ -310,6 +342,8 @@ def parse_args(argv=None):
     p.add_argument("--duration", type=int, default=10, help="seconds per measured wrk run")
     p.add_argument("--warmup", type=int, default=3, help="seconds of wrk warm-up before each measured run")
     p.add_argument("--concurrency", default="1,50", help="wrk connection counts")
+    p.add_argument("--rounds", type=int, default=6, help="bare/DeltaLLM pairs in the ratio phase")
+    p.add_argument("--round-s", type=int, default=5, help="seconds per wrk run in the ratio phase")
     p.add_argument("--streams", type=int, default=1000, help="concurrent streams in the stream-many phase")
     p.add_argument("--ramp-s", type=float, default=2.0, help="spread the stream starts over this many seconds")
     p.add_argument("--chunks", type=int, default=20, help="content chunks per streamed answer")
@@ -373,7 +407,7 @@ def main(argv=None):
     try:
         b.start(opts.phases)
         log(f"servers up ({', '.join(f'{p.name}={p.pid}' for p in b.procs)}); logs in {b.tmp}")
-        for phase, func in (("capacity", run_capacity), ("nonstream", run_nonstream),
+        for phase, func in (("capacity", run_capacity), ("nonstream", run_nonstream), ("ratio", run_ratio),
                             ("stream-c1", run_stream_c1), ("stream-many", run_stream_many)):
             if phase in opts.phases:
                 log(f"phase {phase}")

@@ -7,15 +7,14 @@ import time
 import orjson
 import requests
 from requests.models import PreparedRequest
-from requests.structures import CaseInsensitiveDict
 
 from deltallm.errors import (InvalidRequest, UpstreamAuthFailed, UpstreamError, UpstreamRateLimited,
                              UpstreamRejected, UpstreamTimeout)
 from deltallm.providers.classify import classify
 from deltallm.providers.redact import clean
 from deltallm.providers.streams import iter_bytes, iter_sse, read_body  # noqa: F401 - adapters import them here
-from deltallm.providers.transport import (CONNECT_CAP, DEFAULT_OPTIONS, AttemptDeadline, Timer, cooperative,
-                                          display_host, make_transport, proxies_for, verify_for)
+from deltallm.providers.transport import (CONNECT_CAP, DEFAULT_OPTIONS, AttemptDeadline, HeaderDict, Timer,
+                                          cooperative, display_host, make_transport, proxies_for, verify_for)
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +164,11 @@ class Provider:
                 data = orjson.dumps(payload)
             prepared = PreparedRequest()
             prepared.method, prepared.url, prepared.body = method, url, data
-            prepared.headers = CaseInsensitiveDict(headers)
-            prepared.headers.setdefault("User-Agent", USER_AGENT)
+            prepared.headers = sent = HeaderDict(headers or ())
+            if "User-Agent" not in sent and sent.find("user-agent") is None:
+                sent["User-Agent"] = USER_AGENT
             if data is not None:
-                prepared.headers["Content-Length"] = str(len(data))
+                sent["Content-Length"] = str(len(data))
             # Under gevent one timer bounds the whole attempt; elsewhere the socket under the body
             # is armed with the deadline (streams are armed by their readers, see streams.py).
             armed = not self.cooperative

@@ -1,7 +1,7 @@
 """Chat completions request schema: checks what the gateway relies on; unknown fields pass through."""
-from marshmallow import INCLUDE, Schema, ValidationError, validates
+from marshmallow import ValidationError
 
-from deltallm.schemas.common import (MAX_TOKENS, StrictBool, StrictDict, StrictList, StrictNumber,
+from deltallm.schemas.common import (MAX_TOKENS, FlatSchema, StrictBool, StrictDict, StrictList, StrictNumber,
                                      StrictString)
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -128,15 +128,30 @@ class ToolChoiceField(StrictString):
         return value
 
 
-class SamplingSchema(Schema):
-    """Fields chat and legacy completions share, checked the same way in both."""
+class StreamOptionsField(StrictDict):
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if "include_usage" in value and not isinstance(value["include_usage"], bool):
+            raise ValidationError({"include_usage": ["must be a boolean"]})
+        return value
 
-    class Meta:
-        unknown = INCLUDE
+
+class ResponseFormatField(StrictDict):
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if value.get("type") not in ("text", "json_object", "json_schema"):
+            raise ValidationError({"type": ["must be one of text, json_object, json_schema"]})
+        if value["type"] == "json_schema":
+            check_object(value.get("json_schema"), JSON_SCHEMA_KEYS, "json_schema")
+        return value
+
+
+class SamplingSchema(FlatSchema):
+    """Fields chat and legacy completions share, checked the same way in both."""
 
     model = StrictString(required=True, non_empty=True)
     stream = StrictBool(allow_none=True)
-    stream_options = StrictDict(allow_none=True)
+    stream_options = StreamOptionsField(allow_none=True)
     n = StrictNumber(minimum=1, maximum=128, integer=True, allow_none=True)
     temperature = StrictNumber(minimum=0, maximum=2, allow_none=True)
     top_p = StrictNumber(minimum=0, maximum=1, allow_none=True)
@@ -147,29 +162,17 @@ class SamplingSchema(Schema):
     user = StrictString(allow_none=True)
     stop = StopField(allow_none=True)
 
-    @validates("stream_options")
-    def usage_flag_is_boolean(self, value, **kwargs):
-        if value is not None and "include_usage" in value and not isinstance(value["include_usage"], bool):
-            raise ValidationError({"include_usage": ["must be a boolean"]})
-
 
 class ChatRequestSchema(SamplingSchema):
     messages = StrictList(required=True, non_empty=True, check=check_message)
     max_completion_tokens = StrictNumber(minimum=1, maximum=MAX_TOKENS, integer=True, allow_none=True)
     tools = StrictList(check=check_tool, allow_none=True)
     tool_choice = ToolChoiceField(allow_none=True)
-    response_format = StrictDict(allow_none=True)
+    response_format = ResponseFormatField(allow_none=True)
     parallel_tool_calls = StrictBool(allow_none=True)
     logprobs = StrictBool(allow_none=True)
     top_logprobs = StrictNumber(minimum=0, maximum=20, integer=True, allow_none=True)
     metadata = StrictDict(allow_none=True)
-
-    @validates("response_format")
-    def known_format(self, value, **kwargs):
-        if value is not None and value.get("type") not in ("text", "json_object", "json_schema"):
-            raise ValidationError({"type": ["must be one of text, json_object, json_schema"]})
-        if value is not None and value["type"] == "json_schema":
-            check_object(value.get("json_schema"), JSON_SCHEMA_KEYS, "json_schema")
 
 
 chat_request = ChatRequestSchema()

@@ -1,7 +1,7 @@
 """Embeddings, image generation and speech request schemas; unknown fields pass through."""
-from marshmallow import INCLUDE, Schema, ValidationError, fields
+from marshmallow import ValidationError, fields
 
-from deltallm.schemas.common import Choice, StrictNumber, StrictString
+from deltallm.schemas.common import Choice, FlatSchema, StrictNumber, StrictString
 
 
 MAX_INPUTS = 2048  # OpenAI's limit on the length of an `input` array
@@ -29,10 +29,7 @@ class EmbeddingInput(fields.Field):
         raise ValidationError("must be a string, an array of non-empty strings or an array of token arrays")
 
 
-class EmbeddingRequestSchema(Schema):
-    class Meta:
-        unknown = INCLUDE
-
+class EmbeddingRequestSchema(FlatSchema):
     model = StrictString(required=True, non_empty=True)
     input = EmbeddingInput(required=True)
     encoding_format = Choice(["float", "base64"], allow_none=True)
@@ -40,10 +37,7 @@ class EmbeddingRequestSchema(Schema):
     user = StrictString(allow_none=True)
 
 
-class ImageRequestSchema(Schema):
-    class Meta:
-        unknown = INCLUDE
-
+class ImageRequestSchema(FlatSchema):
     model = StrictString(required=True, non_empty=True)
     prompt = StrictString(required=True, non_empty=True)
     n = StrictNumber(minimum=1, maximum=10, integer=True, allow_none=True)
@@ -58,10 +52,7 @@ SPEECH_FORMATS = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac",
                   "wav": "audio/wav", "pcm": "audio/pcm"}
 
 
-class SpeechRequestSchema(Schema):
-    class Meta:
-        unknown = INCLUDE
-
+class SpeechRequestSchema(FlatSchema):
     model = StrictString(required=True, non_empty=True)
     input = StrictString(required=True, non_empty=True)
     voice = fields.Raw(required=True)
