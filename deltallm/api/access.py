@@ -110,9 +110,20 @@ def add_tokens(record, usage):
 
 def emit(record):
     now = time.time()
-    record["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    record["time"] = f"{timestamp(int(now))}.{int(now % 1 * 1000):03d}Z"
     line = orjson.dumps(record).decode() if settings["format"] == "json" else text(record)
     settings["write"](line + "\n")
+
+
+def timestamp(second):
+    """The line's date and time to the second; lines of the same second share one formatting."""
+    cached = _STAMP[0]
+    if cached[0] != second:
+        cached = _STAMP[0] = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return cached[1]
+
+
+_STAMP = [(None, "")]
 
 
 def text(r):

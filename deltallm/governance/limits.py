@@ -133,6 +133,7 @@ class Limiter:
         self.local = LocalBackend()
         self.primary = RedisBackend(redis) if redis is not None else self.local
         self.prefix, self.fail_open, self.lease_ms = prefix, fail_open, int(lease_seconds * 1000)
+        self._key_names = {}
         self.seed_fn = seed or (lambda key_id, start: 0.0)
         self.clock = clock
         self._warned_at = {}      # topic -> monotonic time of its last warning
@@ -147,16 +148,27 @@ class Limiter:
             logger.warning(message)
 
     def _period(self, policy, now):
-        now_dt = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).replace(tzinfo=None)
         anchor = policy.budget_anchor or EPOCH
+        if not policy.budget_duration:  # one period that never ends: no clock arithmetic needed
+            return anchor, None, None
+        now_dt = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).replace(tzinfo=None)
         return period(anchor, policy.budget_duration, now_dt) + (now_dt,)
 
     def _keys(self, policy, model, start):
+        """The Redis keys of a key's counters for `model` in the period from `start` (remembered: the
+        same few combinations come back request after request)."""
+        found = self._key_names.get((policy.key_id, model, start))
+        if found is not None:
+            return list(found)  # the caller may not change the remembered list
         base = f"{self.prefix}{{{policy.key_id}}}"
         stamp = int(start.replace(tzinfo=datetime.timezone.utc).timestamp())
-        return [f"{base}:req", f"{base}:tok", f"{base}:tokn", f"{base}:mreq:{model}", f"{base}:mtok:{model}",
-                f"{base}:mtokn:{model}", f"{base}:par", f"{base}:spend:{stamp}", f"{base}:bres",
-                f"{base}:bresn"]
+        names = (f"{base}:req", f"{base}:tok", f"{base}:tokn", f"{base}:mreq:{model}", f"{base}:mtok:{model}",
+                 f"{base}:mtokn:{model}", f"{base}:par", f"{base}:spend:{stamp}", f"{base}:bres",
+                 f"{base}:bresn")
+        if len(self._key_names) >= 4096:
+            self._key_names.clear()
+        self._key_names[(policy.key_id, model, start)] = names
+        return list(names)
 
     def _seed(self, backend, policy, keys, start, end, now_ms):
         try:
