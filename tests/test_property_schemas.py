@@ -15,10 +15,12 @@ import orjson
 import pytest
 import responses
 from hypothesis import HealthCheck, given, settings, strategies as st
+from marshmallow import Schema, ValidationError, validates
 
 from deltallm import create_app, db, models
 from deltallm.schemas.admin import key_create
 from deltallm.schemas.chat import chat_request
+from deltallm.schemas.common import FlatSchema, StrictString
 from deltallm.schemas.completions import completion_request
 from deltallm.schemas.embeddings import embedding_request, image_request, speech_request
 from deltallm.schemas.responses import responses_request
@@ -311,3 +313,61 @@ def test_native_translators_never_fail(data):
             orjson.dumps(module.to_request(Deployment("m", {"model": model, "api_key": "k"}), body))
         except GatewayError as exc:
             assert 400 <= exc.status < 500, exc
+
+
+FLAT = sorted(path for path, (schema, _) in ENDPOINTS.items() if getattr(schema, "flat", False))
+
+
+def marshmallow_load(schema, body):
+    """What marshmallow's own Schema.load makes of a body: (data, None) or (None, error messages)."""
+    try:
+        return Schema.load(schema, body), None
+    except ValidationError as exc:
+        return None, exc.messages
+
+
+def flat_load(schema, body):
+    try:
+        return schema.load(body), None
+    except ValidationError as exc:
+        return None, exc.messages
+
+
+def test_the_hot_schemas_are_flat():
+    assert set(FLAT) >= {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
+
+
+@pytest.mark.parametrize("path", FLAT)
+@SETTINGS
+@given(data=st.data())
+def test_flat_schemas_load_exactly_as_marshmallow_does(path, data):
+    """FlatSchema visits only the fields a body holds; marshmallow visits them all. Same data out,
+    same errors (every one, with the same paths and messages), for any body."""
+    schema, valid = ENDPOINTS[path]
+    valid = dict(valid, model="m")
+    how = data.draw(st.sampled_from(["mutate", "field", "field", "any", "valid"]))
+    if how == "mutate":
+        body = mutate(data, valid)
+    elif how == "field":
+        body = field_of(data, schema, valid)
+    elif how == "any":
+        body = data.draw(st.dictionaries(st.sampled_from(sorted(schema.fields)) | st.text(max_size=6), json_values))
+    else:
+        body = valid
+    assert flat_load(schema, body) == marshmallow_load(schema, body)
+
+
+def test_a_flat_schema_with_hooks_is_loaded_by_marshmallow():
+    class Hooked(FlatSchema):
+        name = StrictString(required=True)
+
+        @validates("name")
+        def not_bob(self, value, **kwargs):
+            if value == "bob":
+                raise ValidationError("not bob")
+
+    schema = Hooked()
+    assert schema.flat is False
+    assert flat_load(schema, {"name": "bob"}) == (None, {"name": ["not bob"]})
+    assert flat_load(schema, {"name": "al", "extra": 1}) == ({"name": "al", "extra": 1}, None)
+    assert flat_load(schema, {}) == (None, {"name": ["Missing data for required field."]})

@@ -316,3 +316,39 @@ def test_a_settle_sent_twice_counts_its_cost_once_and_a_failed_one_is_sent_again
     batch.flush()
     assert failures and limiter.acquire(policy, "m").holds_slot  # the slot was freed by the resent settle
     assert limiter.spend(policy)[0] == pytest.approx(0.4)
+
+
+def test_one_round_trip_carries_replies_and_errors_in_order_on_its_own_connection():
+    from redis import Redis
+    from redis.exceptions import ResponseError
+
+    from deltallm.governance.redis_batch import ScriptBatcher
+    from tests.conftest import REDIS_URL
+    batcher = ScriptBatcher(Redis.from_url(REDIS_URL))
+    replies = batcher._round_trip([("EVAL", "return 1", 0), ("EVAL", "return redis.error_reply('boom')", 0),
+                                   ("EVAL", "return ARGV[1]", 0, "three")])
+    assert replies[0] == 1 and isinstance(replies[1], ResponseError) and replies[2] == b"three"
+    assert len(batcher.idle) == 1  # the connection is clean (every reply read) and kept
+    assert batcher._round_trip([("EVAL", "return 2", 0)]) == [2] and len(batcher.idle) == 1
+
+
+def test_a_broken_connection_fails_every_command_of_the_round_trip_and_is_dropped():
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from deltallm.governance.redis_batch import ScriptBatcher
+    batcher = ScriptBatcher(Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5))
+    replies = batcher._round_trip([("EVAL", "return 1", 0), ("EVAL", "return 2", 0)])
+    assert len(replies) == 2 and all(isinstance(reply, RedisConnectionError) for reply in replies)
+    assert batcher.idle == []
+
+
+def test_a_script_redis_forgot_is_loaded_again():
+    from redis import Redis
+
+    from deltallm.governance.redis_batch import Pending, ScriptBatcher
+    from tests.conftest import REDIS_URL
+    batcher = ScriptBatcher(Redis.from_url(REDIS_URL))
+    item = Pending("0" * 40, "return 41 + 1", [], [], waited=True)  # a sha Redis does not know
+    batcher._send([item])
+    assert item.result == 42 and item.error is None and item.done.is_set()
