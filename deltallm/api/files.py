@@ -48,16 +48,16 @@ def upload():
     gw = gateway()
     upload_deadline(gw)
     files.sweep_now_and_then(gw.storage)
-    file = None
+    begun = []  # the File row once the file part starts: removed again if anything fails after that
     try:
-        fields, file, size = receive(gw, MultipartReader(request.environ, gw.max_file_bytes + FORM_OVERHEAD))
-        if file is None:
+        fields, size = receive(gw, MultipartReader(request.environ, gw.max_file_bytes + FORM_OVERHEAD), begun)
+        if not begun:
             raise InvalidRequest("Missing required parameter: 'file' (a multipart upload).", param="file")
         purpose = check_purpose(fields.get("purpose"))
-        file = files.publish(file, size=size, purpose=purpose, expires_after=expires_after(fields))
+        file = files.publish(begun[0], size=size, purpose=purpose, expires_after=expires_after(fields))
     except BaseException as exc:
-        if file is not None:
-            files.discard(gw.storage, file)
+        if begun:
+            files.discard(gw.storage, begun[0])
         if isinstance(exc, (files.FileTooLarge, RequestEntityTooLarge)):
             # the rest of the body is never read: the connection cannot carry another request
             request.environ[CLOSE_CONNECTION] = True
@@ -75,9 +75,9 @@ def upload_deadline(gw):
         stream.allow(stream.seconds + min(length, gw.max_file_bytes + FORM_OVERHEAD) / MIN_UPLOAD_RATE)
 
 
-def receive(gw, reader):
-    """({field: value}, File row or None, bytes): the form's fields and its one file, stored as it arrives."""
-    fields, file, size = {}, None, 0
+def receive(gw, reader, begun):
+    """({field: value}, bytes): the form's fields, and its one file stored as it arrives (its row in `begun`)."""
+    fields, size = {}, 0
     for part in reader.parts():
         if part.filename is None:
             if part.name not in FORM_FIELDS:
@@ -89,7 +89,7 @@ def receive(gw, reader):
                 check_purpose(fields["purpose"])  # before any of the file is stored, when it comes first
         elif part.name != "file":
             raise InvalidRequest(f"Unrecognized file field: {part.name} (the upload is 'file')", param=part.name)
-        elif file is not None:
+        elif begun:
             raise InvalidRequest("Only one 'file' may be uploaded per request.", param="file")
         else:
             if not part.filename or "\x00" in part.filename:
@@ -97,10 +97,10 @@ def receive(gw, reader):
             if len(part.filename) > File.filename.max_length:
                 raise InvalidRequest(f"The file name is longer than {File.filename.max_length} characters.",
                                      param="file")
-            file = files.begin_upload(gw.storage, owner=owner(), filename=part.filename,
-                                      purpose=fields.get("purpose"))
-            size = files.write_content(gw.storage, file, part.chunks(), gw.max_file_bytes)
-    return fields, file, size
+            begun.append(files.begin_upload(gw.storage, owner=owner(), filename=part.filename,
+                                            purpose=fields.get("purpose")))
+            size = files.write_content(gw.storage, begun[0], part.chunks(), gw.max_file_bytes)
+    return fields, size
 
 
 def check_purpose(purpose):
