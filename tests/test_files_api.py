@@ -19,6 +19,18 @@ def config(tmp_path):
     return base_config(tmp_path, embeddings_batch_enabled=True, max_file_size_mb=0.25)
 
 
+@pytest.fixture
+def environs(app):
+    """The WSGI environ of each request (the test client hands the app a copy of its own)."""
+    seen, inner = [], app.wsgi_app
+
+    def wsgi(environ, start_response):
+        seen.append(environ)
+        return inner(environ, start_response)
+    app.wsgi_app = wsgi
+    return seen
+
+
 def upload(client, headers, content=JSONL, filename="input.jsonl", purpose="batch", **fields):
     data = {"file": (io.BytesIO(content), filename), **fields}
     if purpose is not None:
@@ -162,22 +174,28 @@ class Drip:
         return b"y" * size
 
 
-def test_a_streamed_upload_is_refused_as_it_passes_the_limit(client, auth):
-    body = Drip(total=100 * 1024 * 1024)
+@pytest.mark.parametrize("total, closed", [(100 * 1024 * 1024, True), (300 * 1024, False)])
+def test_a_streamed_upload_is_refused_as_it_passes_the_limit(client, auth, environs, total, closed):
+    """Chunked (no length up front): 413 once the file passes the limit, nothing kept. What is left of the
+    body is read and dropped up to 16 MiB (so that a client still sending sees the answer); past that the
+    connection is closed unread."""
+    body = Drip(total=total)
     resp = client.post("/v1/files", headers={**auth, "Transfer-Encoding": "chunked"},
                        content_type="multipart/form-data; boundary=x",
                        environ_overrides={"wsgi.input": body, "wsgi.input_terminated": True})
     error(resp, 413, "request_too_large", "file")
-    assert body.sent < 0.25 * 1024 * 1024 + 256 * 1024                 # stopped reading at the limit
+    assert body.sent < 0.25 * 1024 * 1024 + 16 * 1024 * 1024 + 256 * 1024   # never the whole 100 MB
+    assert (body.sent == total) is not closed
+    assert bool(environs[-1].get("deltallm.close_connection")) is closed
     assert stored_rows() == (0, 0)
 
 
-def test_a_declared_length_over_the_limit_is_refused_before_reading(client, auth):
+def test_a_declared_length_over_the_limit_is_refused_before_reading(client, auth, environs):
     body = Drip(total=0)
     resp = client.post("/v1/files", headers=auth, content_type="multipart/form-data; boundary=x",
                        environ_overrides={"wsgi.input": body, "CONTENT_LENGTH": str(50 * 1024 * 1024)})
     error(resp, 413, "request_too_large", "file")
-    assert body.head  # nothing was read
+    assert body.head and environs[-1]["deltallm.close_connection"]  # nothing was read
     assert stored_rows() == (0, 0)
 
 
