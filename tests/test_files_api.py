@@ -111,10 +111,12 @@ def test_expires_after(client, auth):
     made = upload(client, auth, purpose="user_data", **{"expires_after[anchor]": "created_at",
                                                          "expires_after[seconds]": "3600"}).get_json()
     assert made["expires_at"] == made["created_at"] + 3600
-    for fields, param in (({"expires_after[anchor]": "now", "expires_after[seconds]": "3600"}, "expires_after.anchor"),
-                          ({"expires_after[anchor]": "created_at", "expires_after[seconds]": "60"}, "expires_after.seconds"),
-                          ({"expires_after[anchor]": "created_at"}, "expires_after.seconds"),
-                          ({"expires_after[seconds]": "3600"}, "expires_after.anchor")):
+    anchor, seconds = "expires_after[anchor]", "expires_after[seconds]"
+    for fields, param in (({anchor: "now", seconds: "3600"}, "expires_after.anchor"),
+                          ({anchor: "created_at", seconds: "60"}, "expires_after.seconds"),
+                          ({anchor: "created_at", seconds: "-5"}, "expires_after.seconds"),
+                          ({anchor: "created_at"}, "expires_after.seconds"),
+                          ({seconds: "3600"}, "expires_after.anchor")):
         error(upload(client, auth, **fields), 400, None, param)
     assert stored_rows() == (1, 1)
 
