@@ -56,6 +56,17 @@ class Gateway:
             self.health = HealthChecker(self.router, routing["health_check_interval"], state_redis)
             self.health.start()
 
+    def admit(self, call, principal, model, body, *, endpoint, stream=False, batch_id=None):
+        """Check and reserve `principal`'s limits for one request of `call` to public `model` (429/503
+        when refused): the ticket is kept on the call, which governance.gate.settle() closes."""
+        policy = principal.policy
+        price = self.group_price(model) if policy is not None and policy.max_budget is not None else None
+        call.tokenizer = self.tokenizer_model(model)
+        call.ticket = self.gate.admit(policy, model, body, endpoint=endpoint, stream=stream, price=price,
+                                      tokenizer_model=call.tokenizer, request_id=call.request_id,
+                                      batch_id=batch_id)
+        call.body = body
+
     def tokenizer_model(self, model):
         """The provider model whose tokenizer counts a group's prompts (its first deployment's)."""
         group = self.registry.groups.get(self.registry.resolve(model))
