@@ -5,7 +5,7 @@ import os
 from urllib.parse import urlsplit
 
 import yaml
-from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from deltallm import config_keys
 from deltallm.errors import ConfigError
@@ -99,6 +99,28 @@ class RouterSettingsSchema(Schema):
                                        load_default=dict)
 
 
+class FilesStorageSchema(Schema):
+    """general_settings.files_storage: where file content lives (the database, or an S3 bucket)."""
+
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(required=True, validate=validate.OneOf(["database", "s3"]))
+    bucket = fields.String(validate=validate.Length(min=1))
+    prefix = fields.String()
+    endpoint_url = fields.String(allow_none=True)
+    region_name = fields.String(allow_none=True)
+    aws_access_key_id = fields.String(allow_none=True)
+    aws_secret_access_key = fields.String(allow_none=True)
+
+    @validates_schema
+    def fits_type(self, data, **kwargs):
+        if data.get("type") == "s3" and not data.get("bucket"):
+            raise ValidationError("Missing data for required field (the s3 storage needs it).", "bucket")
+        if data.get("type") == "database" and len(data) > 1:
+            raise ValidationError("only the s3 storage takes this key", sorted(set(data) - {"type"})[0])
+
+
 class GeneralSettingsSchema(Schema):
     class Meta:
         unknown = INCLUDE
@@ -110,6 +132,7 @@ class GeneralSettingsSchema(Schema):
     max_file_size_mb = fields.Float(load_default=200, validate=validate.Range(min=0, min_inclusive=False))
     max_transcription_mb = fields.Float(load_default=25, validate=validate.Range(min=0, min_inclusive=False))
     embeddings_batch_enabled = fields.Boolean(load_default=False)
+    files_storage = fields.Nested(FilesStorageSchema, load_default=lambda: {"type": "database"}, allow_none=True)
     encryption_key = fields.String(allow_none=True)
     # hostile-input bounds (issue 6)
     max_stream_event_mb = fields.Float(load_default=8, validate=validate.Range(min=0, min_inclusive=False))

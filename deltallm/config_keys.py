@@ -46,8 +46,7 @@ MODEL_INFO = {"id", "routing_strategy", "base_model"} | PRICES
 
 # SPEC.md settings not built yet: accepted with a warning. Delete entries as the features land.
 PENDING = {
-    "general_settings": {"embeddings_batch_enabled", "max_file_size_mb", "cache", "metrics_token",
-                         "metrics_public", "metrics_key_labels"},
+    "general_settings": {"cache", "metrics_token", "metrics_public", "metrics_key_labels"},
     "model_info": {"mode"},
 }
 # routing strategies SPEC.md names that are not built yet (simple-shuffle is used instead)

@@ -5,6 +5,7 @@ from deltallm.governance import prices, reports
 from deltallm.governance.gate import Gate
 from deltallm.governance.limits import Limiter
 from deltallm.governance.usage import UsageWriter
+from deltallm.jobs.files import storage_for
 from deltallm.keys import KeyStore
 from deltallm.providers.transport import HttpOptions
 from deltallm.router.health import HealthChecker
@@ -31,6 +32,9 @@ class Gateway:
         self.max_body_bytes = int(settings.general["max_request_body_mb"] * 1024 * 1024)
         # the 25 MB audio limit plus room for the other form fields
         self.max_transcription_bytes = int(settings.general["max_transcription_mb"] * 1024 * 1024) + 65536
+        # Files API: uploads stream into this storage backend, up to max_file_size_mb each
+        self.storage = storage_for(settings)
+        self.max_file_bytes = int(settings.general["max_file_size_mb"] * 1024 * 1024)
         self.redis = None
         if settings.redis_url:
             import redis

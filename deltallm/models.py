@@ -2,8 +2,8 @@
 import datetime
 
 import orjson
-from peewee import (BigAutoField, BigIntegerField, BooleanField, CharField, DateTimeField, DoubleField,
-                    IntegerField, Model, PostgresqlDatabase, TextField)
+from peewee import (BigAutoField, BigIntegerField, BlobField, BooleanField, CharField, DateTimeField,
+                    DoubleField, IntegerField, Model, PostgresqlDatabase, TextField)
 from playhouse.migrate import SchemaMigrator, migrate as run_migrations
 
 from deltallm.db import database
@@ -11,6 +11,11 @@ from deltallm.db import database
 
 def utcnow():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def epoch(moment):
+    """A stored (naive UTC) time as OpenAI's unix seconds; None stays None."""
+    return None if moment is None else int(moment.replace(tzinfo=datetime.timezone.utc).timestamp())
 
 
 class JSONField(TextField):
@@ -103,6 +108,39 @@ class Usage(BaseModel):
                    (("request_id",), False))
 
 
+class File(BaseModel):
+    """An uploaded or generated file (OpenAI's `file` object); its content lives in a storage backend."""
+
+    id = CharField(primary_key=True, max_length=64)
+    owner = CharField(null=True, max_length=32)          # the ApiKey id; None: the master key
+    purpose = CharField(null=True, max_length=32)        # None only while an upload has not named it yet
+    filename = CharField(max_length=1024)
+    bytes = BigIntegerField(default=0)
+    # "uploaded" while the content streams in (hidden from the API), "processed" once it is complete
+    status = CharField(max_length=16, default="uploaded")
+    storage = CharField(max_length=16)                   # the backend holding the content: database | s3
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(null=True, index=True)
+
+    class Meta:
+        table_name = "deltallm_files"
+        # a key's files newest first (GET /v1/files), and the sweep of abandoned uploads
+        indexes = ((("owner", "created_at"), False), (("status", "created_at"), False))
+
+
+class FileChunk(BaseModel):
+    """One bounded piece (1 MiB) of a file's content, for the database storage backend."""
+
+    id = BigAutoField()
+    file_id = CharField(max_length=64)
+    seq = IntegerField()
+    data = BlobField()
+
+    class Meta:
+        table_name = "deltallm_file_chunks"
+        indexes = ((("file_id", "seq"), True),)
+
+
 class Batch(BaseModel):
     """One batch (OpenAI's `batch` object, SPEC §5); its times are unix seconds, as the API shows them.
 
@@ -157,7 +195,9 @@ class BatchItem(BaseModel):
         indexes = ((("batch_id", "line"), True), (("batch_id", "state"), False))
 
 
-MODELS = [ApiKey, DeploymentRow, Usage, Batch, BatchItem]
+
+
+MODELS = [ApiKey, DeploymentRow, Usage, File, FileChunk, Batch, BatchItem]
 
 
 def migrate():

@@ -154,6 +154,30 @@ def upstream_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """An S3-protocol server (moto's server mode) for this run: {endpoint_url, credentials, region}."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("s3") / "moto.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(url + "/moto-api/", proc, log)
+    yield {"endpoint_url": url, "region_name": "us-east-1", "aws_access_key_id": "testing",
+           "aws_secret_access_key": "testing"}
+    stop(proc)
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A new bucket on the test S3 server; its settings as general_settings.files_storage takes them."""
+    import boto3
+    name = f"deltallm-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", **s3_server).create_bucket(Bucket=name)
+    return {"type": "s3", "bucket": name, "prefix": "files/", **s3_server}
+
+
+@pytest.fixture(scope="session")
 def pg_url():
     """A throw-away PostgreSQL database created on DELTALLM_TEST_DATABASE_URL's server for this run and
     dropped after it: the tests never touch a database they did not create."""

@@ -13,7 +13,8 @@ def test_banner_lists_groups_services_and_warnings(monkeypatch):
             {"model_name": "smart", "litellm_params": {"model": "anthropic/claude", "api_key": "sk-ant"}},
         ],
         "general_settings": {"database_url": "postgresql://app:pgs3cret@db.internal:5432/gateway",
-                             "master_key": "sk-master-secret", "embeddings_batch_enabled": True},
+                             "master_key": "sk-master-secret", "embeddings_batch_enabled": True,
+                             "metrics_public": True},
         "litellm_settings": {"drop_params": True},
         "mcp_servers": {"docs": {"url": "http://127.0.0.1:9200/mcp"}},
     })
@@ -29,7 +30,7 @@ def test_banner_lists_groups_services_and_warnings(monkeypatch):
         "mcp servers: docs",
         "master key: set",
         "litellm_settings.drop_params: ignored: not supported by DeltaLLM",
-        "general_settings.embeddings_batch_enabled: ignored: not implemented yet",
+        "general_settings.metrics_public: ignored: not implemented yet",
         "mcp_servers: ignored: not implemented yet",
     ]
     assert [level for level, _ in lines][-4:] == [logging.INFO] + [logging.WARNING] * 3

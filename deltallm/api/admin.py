@@ -1,7 +1,7 @@
 """The admin API (master key only): virtual keys, and the spend and usage reports."""
 from flask import Blueprint, request
 
-from deltallm.api.common import gateway, json_body, json_response
+from deltallm.api.common import gateway, json_body, json_response, query_args
 from deltallm.db import connection
 from deltallm.errors import InvalidRequest, NotFound
 from deltallm.governance import reports
@@ -129,22 +129,6 @@ def spend():
 def usage():
     args = query_args("key_id", "model", "limit", "after")
     return json_response(reports.usage_list(**args))
-
-
-def query_args(*names):
-    """The named query parameters; an unknown one, a repeated one or a NUL character is a 400."""
-    for name in request.args:
-        if name not in names:
-            raise InvalidRequest(f"Unknown query parameter '{name}' (known: {', '.join(names)})", param=name)
-    out = {}
-    for name in names:
-        values = request.args.getlist(name)
-        if len(values) > 1:
-            raise InvalidRequest(f"'{name}' may be given once", param=name)
-        if values and ("\x00" in values[0] or len(values[0]) > 255):
-            raise InvalidRequest(f"Invalid value for '{name}'", param=name)
-        out[name] = values[0] if values else None
-    return out
 
 
 @bp.delete("/keys/<key_id>")

@@ -80,6 +80,11 @@ class BoundedInput:
         self.deadline = time.monotonic() + seconds
         self.timeout = gevent_timeout()
 
+    def allow(self, seconds):
+        """Give the whole body `seconds` from its start instead (an upload may take longer than JSON)."""
+        self.deadline += seconds - self.seconds
+        self.seconds = seconds
+
     def read(self, size=-1):
         return self.bounded(self.stream.read, size)
 

@@ -62,3 +62,19 @@ def check_model_access(model):
     g.model = model
     if not g.principal.may_use_model(model):
         raise PermissionDenied(f"This key is not allowed to use model `{model}`.", param="model")
+
+
+def query_args(*names):
+    """The named query parameters; an unknown one, a repeated one or a NUL character is a 400."""
+    for name in request.args:
+        if name not in names:
+            raise InvalidRequest(f"Unknown query parameter '{name}' (known: {', '.join(names)})", param=name)
+    out = {}
+    for name in names:
+        values = request.args.getlist(name)
+        if len(values) > 1:
+            raise InvalidRequest(f"'{name}' may be given once", param=name)
+        if values and ("\x00" in values[0] or len(values[0]) > 255):
+            raise InvalidRequest(f"Invalid value for '{name}'", param=name)
+        out[name] = values[0] if values else None
+    return out

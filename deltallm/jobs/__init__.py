@@ -1,1 +1,1 @@
-"""Batch work off the request path: file storage, batch validation, the batch job and its runners."""
+"""Background work and what it needs: batch validation and jobs, the in-process runner, file storage."""
