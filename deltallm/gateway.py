@@ -34,6 +34,7 @@ class Gateway:
         self.max_transcription_bytes = int(settings.general["max_transcription_mb"] * 1024 * 1024) + 65536
         # Files API: uploads stream into this storage backend, up to max_file_size_mb each
         self.storage = storage_for(settings)
+        self.batch_runner = None  # jobs.runner: built on first use
         self.max_file_bytes = int(settings.general["max_file_size_mb"] * 1024 * 1024)
         self.redis = None
         if settings.redis_url:
@@ -86,6 +87,8 @@ class Gateway:
         batch = getattr(self.limiter.primary, "batch", None)
         if batch is not None:
             batch.flush(timeout=2)  # settles still queued (they free leases and count spend)
+        if self.batch_runner is not None:
+            self.batch_runner.close()
         self.writer.close()
         from deltallm.api import access  # noqa: PLC0415 - the access log is the HTTP layer's
         access.flush()

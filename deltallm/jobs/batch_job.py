@@ -9,13 +9,11 @@ import logging
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-from peewee import fn
-
 from deltallm.db import connection
 from deltallm.errors import AuthenticationFailed
 from deltallm.jobs import files, lease
 from deltallm.jobs.execute import run_item
-from deltallm.jobs.finalize import finalize
+from deltallm.jobs.finalize import finalize, state_counts
 from deltallm.jobs.validate import validate
 from deltallm.keys import Principal
 from deltallm.models import ApiKey, Batch, BatchItem, utcnow
@@ -82,12 +80,10 @@ class Work:
             self.progress(*counts)
 
     def count(self):
+        by_state = state_counts(self.batch_id)
+        total = sum(by_state.values())
+        done, failed = by_state.get("done", 0), by_state.get("failed", 0)
         with connection():
-            rows = (BatchItem.select(BatchItem.state, fn.COUNT(BatchItem.id).alias("n"))
-                    .where(BatchItem.batch_id == self.batch_id).group_by(BatchItem.state).tuples())
-            by_state = dict(rows)
-            total = sum(by_state.values())
-            done, failed = by_state.get("done", 0), by_state.get("failed", 0)
             Batch.update(total=total, completed=done, failed=failed).where(
                 (Batch.id == self.batch_id) & (Batch.job_id == self.job_id)).execute()
         return done, failed, total

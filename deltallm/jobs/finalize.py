@@ -6,6 +6,7 @@ holds the batch; a job that lost it deletes the files it wrote.
 import logging
 
 import orjson
+from peewee import fn
 
 from deltallm.db import connection
 from deltallm.jobs import files, lease
@@ -16,6 +17,13 @@ logger = logging.getLogger(__name__)
 PAGE = 500
 CHUNK = 1 << 20
 NEVER_RUN = {"cancelled": "batch_cancelled", "expired": "batch_expired"}
+
+
+def state_counts(batch_id):
+    """{state: number of items} of a batch."""
+    with connection():
+        return dict(BatchItem.select(BatchItem.state, fn.COUNT(BatchItem.id)).where(
+            BatchItem.batch_id == batch_id).group_by(BatchItem.state).tuples())
 
 
 def lines(batch, states, code):
@@ -61,8 +69,7 @@ def finalize(gw, batch, job_id, ending):
     written = [write(gw, batch, "output", ["done"], None), write(gw, batch, "error", failed_states, code)]
     output, error = written
     with connection():
-        counts = dict(BatchItem.select(BatchItem.state, BatchItem.id.count()).where(
-            BatchItem.batch_id == batch.id).group_by(BatchItem.state).tuples())
+        counts = state_counts(batch.id)
         done = Batch.update(
             status=ending, **{f"{ending}_at": t}, lease_until=None,
             output_file_id=output and output.id, error_file_id=error and error.id,
