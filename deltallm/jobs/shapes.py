@@ -11,14 +11,15 @@ NEVER_RUN = {
 
 
 def batch_object(batch):
-    errors = None
+    """The batch as OpenAI's OpenAPI schema has it: fields not set yet (a time still to come, a file not
+    written) are left out, since the schema does not allow them null; the SDK reads them as None."""
+    obj = {"id": batch.id, "object": "batch", "endpoint": batch.endpoint, "input_file_id": batch.input_file_id,
+           "completion_window": batch.completion_window, "status": batch.status}
     if batch.errors:
-        errors = {"object": "list", "data": batch.errors}
-    obj = {"id": batch.id, "object": "batch", "endpoint": batch.endpoint, "errors": errors,
-           "input_file_id": batch.input_file_id, "completion_window": batch.completion_window,
-           "status": batch.status, "output_file_id": batch.output_file_id,
-           "error_file_id": batch.error_file_id}
-    obj.update((name, getattr(batch, name)) for name in TIMES)
+        obj["errors"] = {"object": "list", "data": batch.errors}
+    for name in ("output_file_id", "error_file_id") + TIMES:
+        if getattr(batch, name) is not None:
+            obj[name] = getattr(batch, name)
     obj["request_counts"] = {"total": batch.total, "completed": batch.completed, "failed": batch.failed}
     obj["metadata"] = batch.metadata
     return obj
