@@ -117,7 +117,7 @@ class Work:
             errors = [{"code": "file_not_found", "message": "The input file no longer exists.",
                        "param": "input_file_id", "line": None}]
         else:
-            errors = validate(self.gw, principal, batch, file)
+            errors = validate(self.gw, principal, batch, file, self.heartbeat)
         self.heartbeat(force=True)
         t = int(lease.now())
         with connection():

@@ -78,8 +78,9 @@ def check_body(body, gw, principal):
         raise Invalid("model_not_found", f"The model `{model}` does not exist.", "body.model")
 
 
-def validate(gw, principal, batch, file):
-    """Store the batch's items and return [] when every line is valid; else the errors (items removed)."""
+def validate(gw, principal, batch, file, beat=None):
+    """Store the batch's items and return [] when every line is valid; else the errors (items removed).
+    `beat()` is called every thousand lines: the job's heartbeat, which stops it if its lease was lost."""
     storage = gw.storage
     max_line = gw.max_body_bytes
     errors, extra = [], 0
@@ -94,6 +95,8 @@ def validate(gw, principal, batch, file):
 
     clear(batch.id)
     for number, raw in files.iter_lines(storage, file, max_line):
+        if beat is not None and number % 1000 == 0:
+            beat()
         if raw is None:
             fail(number, "line_too_long", f"This line is longer than {max_line} bytes.")
             continue
