@@ -62,6 +62,7 @@ def cmd_worker(args):
     Jobs run in this process (RQ's SimpleWorker: no fork per job), so a batch's lines share one gateway
     (its router state, connection pools and usage writer); killing this process kills its job, which
     the sweep of any worker notices when the batch's lease runs out."""
+    import logging
     import time
 
     from redis import Redis
@@ -73,6 +74,7 @@ def cmd_worker(args):
     from deltallm import db
     from deltallm.gateway import Gateway
     from deltallm.jobs import runner
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     prepare_database(args.config)
     db.init(settings.database_url)
     gateway = Gateway(settings)

@@ -108,10 +108,10 @@ class LocalRunner(Runner):
 class RqRunner(Runner):
     """Jobs on the RQ queue, run by `deltallm worker` processes."""
 
-    def __init__(self, gw, connection, queue=QUEUE):
+    def __init__(self, gw, connection, queue=None):
         super().__init__(gw)
         from rq import Queue
-        self.queue = Queue(queue, connection=connection)
+        self.queue = Queue(queue or QUEUE, connection=connection)
 
     def start_job(self, batch, job_id, size):
         # no RQ timeout: a batch may run for its whole 24 h window; the lease notices a dead job
