@@ -57,8 +57,9 @@ def create():
         batch = Batch.create(id=new_batch_id(), owner=owner, endpoint=body["endpoint"],
                              input_file_id=file.id, completion_window=body["completion_window"] or "24h",
                              metadata=body["metadata"], created_at=now, expires_at=now + WINDOW_SECONDS)
+    created = batch_object(batch)  # as created: under gevent its job may already have moved it on
     runner_for(gateway()).submit(batch, file.bytes)
-    return json_response(batch_object(found(batch.id)))
+    return json_response(created)
 
 
 @bp.get("/v1/batches")
