@@ -12,7 +12,7 @@ import orjson
 
 from deltallm.errors import GatewayError, PermissionDenied, RateLimited
 from deltallm.governance.gate import settle
-from deltallm.governance.limits import BudgetExceeded, LimiterUnavailable
+from deltallm.governance.limits import LimiterUnavailable
 from deltallm.jobs.shapes import answered
 from deltallm.operations import OPERATIONS, request_fallbacks
 from deltallm.providers.base import Call
@@ -54,9 +54,7 @@ def run_item(gw, principal, batch, item, stop=None):
             call = Call(request_id, may_use=principal.may_use_model, fallbacks=fallbacks)
             gw.admit(call, principal, model, body, endpoint=batch.endpoint, batch_id=batch.id)
             result = operation.run(gw, call, body)
-        except (RateLimited, LimiterUnavailable) as exc:
-            if isinstance(exc, BudgetExceeded):
-                return "failed", answered(item.custom_id, request_id, exc.status, exc.to_dict())
+        except (RateLimited, LimiterUnavailable) as exc:  # the key's limits: wait (an exhausted budget fails)
             if call is not None:
                 settle(call, exc.status)
             if wait(stop, retry_after(exc, 1.0)):
