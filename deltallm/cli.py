@@ -1,4 +1,4 @@
-"""The `deltallm` command: serve, worker, migrate, keys, check-config."""
+"""The `deltallm` command: serve, worker, dashboard, migrate, keys, check-config."""
 import argparse
 import os
 import sys
@@ -96,6 +96,27 @@ def cmd_worker(args):
     finally:
         sweeper.close()
         gateway.close()
+
+
+def cmd_dashboard(args):
+    """rq-dashboard (the `dashboard` extra) on the configured Redis: batch jobs, their progress, workers."""
+    settings = config_module.load(args.config)
+    if not settings.redis_url:
+        raise ConfigError("general_settings.redis_url: the dashboard shows RQ's queues in Redis (or REDIS_URL); "
+                          "without Redis batches run in the server process and have no dashboard")
+    if not config_module.installed("rq_dashboard"):
+        print("deltallm: the dashboard needs rq-dashboard: pip install 'deltallm[dashboard]'", file=sys.stderr)
+        return 1
+    from rq_dashboard.cli import make_flask_app
+    from rq_dashboard.web import setup_rq_connection
+    app = make_flask_app(None, None, None, args.url_prefix)
+    app.config.update(RQ_DASHBOARD_REDIS_URL=settings.redis_url, DEPRECATED_OPTIONS=[])
+    setup_rq_connection(app)
+    print(f"deltallm: rq-dashboard on http://{args.host}:{args.port}{args.url_prefix or '/'} for "
+          f"{config_module.describe_url(settings.redis_url)} (batch jobs: queue {BATCH_QUEUE})", file=sys.stderr)
+    # werkzeug's threaded server, as rq-dashboard's own command runs it: a page for an operator or two
+    app.run(host=args.host, port=args.port, threaded=True)
+    return 0
 
 
 def cmd_migrate(args):
@@ -229,6 +250,11 @@ def parser():
     worker = add("worker", cmd_worker, "run an RQ worker for batch jobs")
     worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     worker.add_argument("--queue", default=BATCH_QUEUE, help=f"the RQ queue to work on (default: {BATCH_QUEUE})")
+    dashboard = add("dashboard", cmd_dashboard, "run rq-dashboard on the configured Redis (batch jobs and workers)")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="default: 127.0.0.1 (the dashboard has no login: keep it local or behind a proxy)")
+    dashboard.add_argument("--port", type=int, default=9181, help="default: 9181")
+    dashboard.add_argument("--url-prefix", default="", help="serve under this path, e.g. /rq")
     migrate = add("migrate", cmd_migrate, "create or upgrade the database tables (idempotent)")
     migrate.add_argument("--quiet", action="store_true")
     check = add("check-config", cmd_check_config, "validate the config file and exit")

@@ -1,4 +1,4 @@
-"""ARCHITECTURE habit 4: the gateway core (router, providers, translations) never imports Flask."""
+"""ARCHITECTURE habit 4: the gateway core (router, providers, translations, jobs) never imports Flask."""
 import ast
 import pathlib
 

@@ -5,10 +5,10 @@ Only the key that created a file (or the master key) sees it; to any other key i
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from deltallm.api.body import CLOSE_CONNECTION, BoundedInput
+from deltallm.api.body import CLOSE_CONNECTION, READ_SIZE, BoundedInput
 from deltallm.api.common import gateway, json_response, query_args
 from deltallm.api.multipart import MAX_FIELD_BYTES, MAX_PARTS, MultipartReader
-from deltallm.errors import InvalidRequest, NotFound, RequestTooLarge
+from deltallm.errors import GatewayError, InvalidRequest, NotFound, RequestTooLarge
 from deltallm.jobs import files
 from deltallm.models import File, epoch
 
@@ -17,6 +17,8 @@ UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "e
 FORM_FIELDS = ("purpose", "expires_after[anchor]", "expires_after[seconds]")
 # what the body may carry besides the file: its fields and the multipart framing
 FORM_OVERHEAD = MAX_PARTS * (MAX_FIELD_BYTES + 1024)
+# what is read and dropped of a refused upload so that its client gets the answer (see drop_the_rest)
+DRAIN_CAP = 16 * 1024 * 1024
 # an upload may take as long as a slow client needs at this rate (plus the usual body timeout)
 MIN_UPLOAD_RATE = 512 * 1024
 JSONL_PURPOSES = ("batch", "batch_output")
@@ -48,24 +50,42 @@ def upload():
     gw = gateway()
     upload_deadline(gw)
     files.sweep_now_and_then(gw.storage)
-    file = None
+    begun = []  # the File row once the file part starts: removed again if anything fails after that
     try:
-        fields, file, size = receive(gw, MultipartReader(request.environ, gw.max_file_bytes + FORM_OVERHEAD))
-        if file is None:
+        fields, size = receive(gw, MultipartReader(request.environ, gw.max_file_bytes + FORM_OVERHEAD), begun)
+        if not begun:
             raise InvalidRequest("Missing required parameter: 'file' (a multipart upload).", param="file")
         purpose = check_purpose(fields.get("purpose"))
-        file = files.publish(file, size=size, purpose=purpose, expires_after=expires_after(fields))
+        file = files.publish(begun[0], size=size, purpose=purpose, expires_after=expires_after(fields))
     except BaseException as exc:
-        if file is not None:
-            files.discard(gw.storage, file)
+        if begun:
+            files.discard(gw.storage, begun[0])
         if isinstance(exc, (files.FileTooLarge, RequestEntityTooLarge)):
-            # the rest of the body is never read: the connection cannot carry another request
-            request.environ[CLOSE_CONNECTION] = True
+            drop_the_rest(gw)
             raise RequestTooLarge(f"The file is larger than this gateway accepts "
                                   f"(max_file_size_mb: {gw.settings.general['max_file_size_mb']:g}).",
                                   param="file") from None
         raise
     return json_response(file_object(file))
+
+
+def drop_the_rest(gw):
+    """Read and drop the rest of a refused upload, up to DRAIN_CAP bytes: a client still sending (as
+    HTTP clients do before they read an answer) then gets the 413 instead of a reset connection. A body
+    longer than that is left unread, and the connection closed after the answer."""
+    environ = request.environ
+    declared = request.content_length
+    drained = 0
+    if declared is None or declared <= gw.max_file_bytes + FORM_OVERHEAD + DRAIN_CAP:
+        try:
+            while drained <= DRAIN_CAP:
+                data = environ["wsgi.input"].read(READ_SIZE)
+                if not data:
+                    return
+                drained += len(data)
+        except GatewayError:  # the body timed out or was malformed: nothing more to read anyway
+            pass
+    environ[CLOSE_CONNECTION] = True
 
 
 def upload_deadline(gw):
@@ -75,9 +95,9 @@ def upload_deadline(gw):
         stream.allow(stream.seconds + min(length, gw.max_file_bytes + FORM_OVERHEAD) / MIN_UPLOAD_RATE)
 
 
-def receive(gw, reader):
-    """({field: value}, File row or None, bytes): the form's fields and its one file, stored as it arrives."""
-    fields, file, size = {}, None, 0
+def receive(gw, reader, begun):
+    """({field: value}, bytes): the form's fields, and its one file stored as it arrives (its row in `begun`)."""
+    fields, size = {}, 0
     for part in reader.parts():
         if part.filename is None:
             if part.name not in FORM_FIELDS:
@@ -89,7 +109,7 @@ def receive(gw, reader):
                 check_purpose(fields["purpose"])  # before any of the file is stored, when it comes first
         elif part.name != "file":
             raise InvalidRequest(f"Unrecognized file field: {part.name} (the upload is 'file')", param=part.name)
-        elif file is not None:
+        elif begun:
             raise InvalidRequest("Only one 'file' may be uploaded per request.", param="file")
         else:
             if not part.filename or "\x00" in part.filename:
@@ -97,10 +117,10 @@ def receive(gw, reader):
             if len(part.filename) > File.filename.max_length:
                 raise InvalidRequest(f"The file name is longer than {File.filename.max_length} characters.",
                                      param="file")
-            file = files.begin_upload(gw.storage, owner=owner(), filename=part.filename,
-                                      purpose=fields.get("purpose"))
-            size = files.write_content(gw.storage, file, part.chunks(), gw.max_file_bytes)
-    return fields, file, size
+            begun.append(files.begin_upload(gw.storage, owner=owner(), filename=part.filename,
+                                            purpose=fields.get("purpose")))
+            size = files.write_content(gw.storage, begun[0], part.chunks(), gw.max_file_bytes)
+    return fields, size
 
 
 def check_purpose(purpose):
