@@ -10,7 +10,7 @@ import threading
 
 from deltallm.db import connection
 from deltallm.jobs import batch_job, lease
-from deltallm.models import Batch
+from deltallm.models import Batch, File
 
 logger = logging.getLogger(__name__)
 QUEUE = "deltallm-batches"
@@ -56,7 +56,8 @@ class Runner:
                 logger.info("batch %s: its job stopped; starting job %s", batch.id, job_id)
                 with connection():
                     full = Batch.get_by_id(batch.id)
-                self.start_job(full, job_id, 0)
+                    file = File.get_or_none(File.id == full.input_file_id)
+                self.start_job(full, job_id, file.bytes if file is not None else 0)
                 started += 1
         return started
 
