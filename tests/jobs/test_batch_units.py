@@ -97,3 +97,11 @@ def test_a_stopped_web_process_leaves_the_batch_to_the_next_one(config, auth, ap
     assert done["status"] == "completed" and done["request_counts"]["completed"] == 30
     out = content_lines(again.test_client(), auth, done["output_file_id"])
     assert sorted(o["custom_id"] for o in out) == sorted(ids)
+
+
+def test_batches_are_404_when_batch_mode_is_off(tmp_path, master):
+    off = create_app(base_config(tmp_path)).test_client()
+    for method, path in (("get", "/v1/batches"), ("post", "/v1/batches"), ("get", "/v1/batches/batch_1"),
+                         ("post", "/v1/batches/batch_1/cancel")):
+        answer = getattr(off, method)(path, headers=master)
+        assert answer.status_code == 404 and answer.get_json()["error"]["code"] == "not_found", path
