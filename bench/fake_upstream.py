@@ -5,6 +5,7 @@ bodies, chunked responses) so that one core answers many times faster than the g
 
     python bench/fake_upstream.py --port 9100 [--chunks 20] [--chunk-delay-ms 0] [--latency-ms 0]
 
+POST /v1/embeddings answers one canned embedding (after --latency-ms).
 POST /v1/chat/completions answers a chat.completion, or, when the body has "stream": true, an SSE
 stream: a role chunk, --chunks content chunks (--chunk-delay-ms apart; the first is sent at once),
 a finish chunk, a usage chunk and `data: [DONE]`. GET /health answers 200.
@@ -33,6 +34,12 @@ USAGE = {"prompt_tokens": 9, "completion_tokens": 0, "total_tokens": 9}
 
 STATUS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
           413: b"Payload Too Large", 501: b"Not Implemented"}
+
+
+# POST /v1/embeddings: one 256-dimension embedding, whatever the input (for the batch benchmark)
+EMBEDDING = dumps({"object": "list", "model": "text-embedding-3-small",
+                   "data": [{"object": "embedding", "index": 0, "embedding": [0.001 * i for i in range(256)]}],
+                   "usage": {"prompt_tokens": 4, "total_tokens": 4}})
 
 
 def plain_response(status, body, content_type=b"application/json", keep_alive=True):
@@ -193,6 +200,13 @@ class HTTPProtocol(asyncio.Protocol):
                 self.later(self.opts.latency_ms, self.start, canned, stream, keep_alive)
             else:
                 self.start(canned, stream, keep_alive)
+        elif path.endswith(b"/embeddings") and method == b"POST":
+            answer = plain_response(200, EMBEDDING, keep_alive=keep_alive)
+            if self.opts.latency_ms > 0:
+                self.busy = True
+                self.later(self.opts.latency_ms, self.finish, answer, keep_alive)
+            else:
+                self.send(answer, keep_alive)
         elif method == b"GET" and path in (b"/health", b"/v1/models"):
             self.send(plain_response(200, b'{"status":"ok"}'), keep_alive)
         else:

@@ -10,8 +10,8 @@ def create_app(config=None):
     from flask import Flask
 
     from deltallm import config as config_module, db
-    from deltallm.api import (access, admin, admin_models, audio, auth, chat, completions, embeddings, errors,
-                              files, health, key_info, models, responses)
+    from deltallm.api import (access, admin, admin_models, audio, auth, batches, chat, completions, embeddings,
+                              errors, files, health, key_info, models, responses)
     from deltallm.gateway import Gateway
 
     settings = config_module.load(config)
@@ -25,8 +25,11 @@ def create_app(config=None):
     auth.init_app(app)
     for module in (health, models, chat, completions, responses, embeddings, audio, key_info, admin, admin_models):
         app.register_blueprint(module.bp)
-    if settings.general["embeddings_batch_enabled"]:  # otherwise /v1/files is an unknown route (404)
+    if settings.general["embeddings_batch_enabled"]:  # otherwise /v1/files, /v1/batches are unknown routes (404)
         app.register_blueprint(files.bp)
+        app.register_blueprint(batches.bp)
+        from deltallm.jobs.runner import runner_for
+        runner_for(app.extensions["deltallm"])  # without Redis: resumes batches a previous process left
     use_server_logging()
     access.init(config_module.server_settings()["log_format"])
     return app

@@ -6,7 +6,7 @@ import sys
 from deltallm import __version__, config as config_module
 from deltallm.errors import ConfigError
 
-BATCH_QUEUE = "deltallm-batches"
+BATCH_QUEUE = "deltallm-batches"  # jobs.runner.QUEUE
 
 
 def prepare_database(config_path=None, announce=True):
@@ -57,15 +57,45 @@ def cmd_serve(args):
 
 
 def cmd_worker(args):
+    """An RQ worker for batch jobs, plus the sweep that restarts batches whose job died.
+
+    Jobs run in this process (RQ's SimpleWorker: no fork per job), so a batch's lines share one gateway
+    (its router state, connection pools and usage writer); killing this process kills its job, which
+    the sweep of any worker notices when the batch's lease runs out."""
+    import logging
+    import time
+
     from redis import Redis
-    from rq import Queue, Worker
+    from redis.exceptions import ConnectionError as RedisDown, TimeoutError as RedisSlow
+    from rq import Queue, SimpleWorker
     settings = config_module.load(args.config)
     if not settings.redis_url:
         raise ConfigError("general_settings.redis_url: the batch worker needs Redis (or REDIS_URL)")
+    from deltallm import db
+    from deltallm.gateway import Gateway
+    from deltallm.jobs import runner
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    prepare_database(args.config)
+    db.init(settings.database_url)
+    gateway = Gateway(settings)
+    runner.use_worker_gateway(gateway)
     connection = Redis.from_url(settings.redis_url)
-    worker = Worker([Queue(args.queue, connection=connection)], connection=connection)
-    worker.work(burst=args.burst)
-    return 0
+    sweeper = runner.RqRunner(gateway, connection, args.queue)
+    if not args.burst:
+        sweeper.start_sweeping()
+    try:
+        while True:
+            worker = SimpleWorker([Queue(args.queue, connection=connection)], connection=connection)
+            try:
+                worker.work(burst=args.burst)
+                return 0
+            except (RedisDown, RedisSlow) as exc:  # Redis away: wait for it, the batches keep their state
+                print(f"deltallm: worker: Redis unavailable ({exc.__class__.__name__}); retrying",
+                      file=sys.stderr)
+                time.sleep(2)
+    finally:
+        sweeper.close()
+        gateway.close()
 
 
 def cmd_dashboard(args):

@@ -132,6 +132,10 @@ class GeneralSettingsSchema(Schema):
     max_file_size_mb = fields.Float(load_default=200, validate=validate.Range(min=0, min_inclusive=False))
     max_transcription_mb = fields.Float(load_default=25, validate=validate.Range(min=0, min_inclusive=False))
     embeddings_batch_enabled = fields.Boolean(load_default=False)
+    # batches: lines of one batch sent at once, and how long a batch job's lease lasts without a heartbeat
+    # (a killed worker's batch is picked up again that long after its last heartbeat)
+    batch_concurrency = fields.Integer(load_default=16, validate=validate.Range(min=1, max=1024))
+    batch_lease_seconds = fields.Float(load_default=30, validate=validate.Range(min=1, max=3600))
     files_storage = fields.Nested(FilesStorageSchema, load_default=lambda: {"type": "database"}, allow_none=True)
     encryption_key = fields.String(allow_none=True)
     # hostile-input bounds (issue 6)

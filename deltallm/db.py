@@ -35,7 +35,10 @@ def make_database(url=None):
         path = sqlite_path(url)
     else:
         raise ValueError(f"unsupported database_url scheme '{parsed.scheme}' (use sqlite:/// or postgres://)")
-    return PooledSqliteDatabase(path, max_connections=64, stale_timeout=300, timeout=10, pragmas=SQLITE_PRAGMAS)
+    # The pool lends a connection to one thread at a time, but not always to the thread that opened it:
+    # a batch job's lines run on threads of their own (sqlite3 is built serialized, so a hand-over is safe)
+    return PooledSqliteDatabase(path, max_connections=64, stale_timeout=300, timeout=10, pragmas=SQLITE_PRAGMAS,
+                                check_same_thread=False)
 
 
 def green_psycopg():

@@ -34,6 +34,7 @@ class Gateway:
         self.max_transcription_bytes = int(settings.general["max_transcription_mb"] * 1024 * 1024) + 65536
         # Files API: uploads stream into this storage backend, up to max_file_size_mb each
         self.storage = storage_for(settings)
+        self.batch_runner = None  # jobs.runner: built on first use
         self.max_file_bytes = int(settings.general["max_file_size_mb"] * 1024 * 1024)
         self.redis = None
         if settings.redis_url:
@@ -60,6 +61,17 @@ class Gateway:
             self.health = HealthChecker(self.router, routing["health_check_interval"], state_redis)
             self.health.start()
 
+    def admit(self, call, principal, model, body, *, endpoint, stream=False, batch_id=None):
+        """Check and reserve `principal`'s limits for one request of `call` to public `model` (429/503
+        when refused): the ticket is kept on the call, which governance.gate.settle() closes."""
+        policy = principal.policy
+        price = self.group_price(model) if policy is not None and policy.max_budget is not None else None
+        call.tokenizer = self.tokenizer_model(model)
+        call.ticket = self.gate.admit(policy, model, body, endpoint=endpoint, stream=stream, price=price,
+                                      tokenizer_model=call.tokenizer, request_id=call.request_id,
+                                      batch_id=batch_id)
+        call.body = body
+
     def tokenizer_model(self, model):
         """The provider model whose tokenizer counts a group's prompts (its first deployment's)."""
         group = self.registry.groups.get(self.registry.resolve(model))
@@ -75,6 +87,8 @@ class Gateway:
         batch = getattr(self.limiter.primary, "batch", None)
         if batch is not None:
             batch.flush(timeout=2)  # settles still queued (they free leases and count spend)
+        if self.batch_runner is not None:
+            self.batch_runner.close()
         self.writer.close()
         from deltallm.api import access  # noqa: PLC0415 - the access log is the HTTP layer's
         access.flush()

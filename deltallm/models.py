@@ -99,6 +99,7 @@ class Usage(BaseModel):
     spend = DoubleField(default=0.0)
     latency_ms = IntegerField(default=0)
     stream = BooleanField(default=False)
+    batch_id = CharField(null=True, max_length=64)   # set when the request was one line of a batch
 
     class Meta:
         table_name = "deltallm_usage"
@@ -140,7 +141,63 @@ class FileChunk(BaseModel):
         indexes = ((("file_id", "seq"), True),)
 
 
-MODELS = [ApiKey, DeploymentRow, Usage, File, FileChunk]
+class Batch(BaseModel):
+    """One batch (OpenAI's `batch` object, SPEC §5); its times are unix seconds, as the API shows them.
+
+    `lease_until` is the lease of the job working on it (renewed by its heartbeat): a batch in an active
+    state whose lease has run out has lost its job (a killed worker) and is picked up again."""
+
+    id = CharField(primary_key=True, max_length=64)
+    owner = CharField(null=True, max_length=32)          # the ApiKey id; None: the master key
+    endpoint = CharField(max_length=64)
+    input_file_id = CharField(max_length=64)
+    completion_window = CharField(max_length=16, default="24h")
+    status = CharField(max_length=16, default="validating")
+    output_file_id = CharField(null=True, max_length=64)
+    error_file_id = CharField(null=True, max_length=64)
+    errors = JSONField(null=True)                        # [{code, message, param, line}] when failed
+    metadata = JSONField(null=True)
+    total = IntegerField(default=0)
+    completed = IntegerField(default=0)
+    failed = IntegerField(default=0)
+    created_at = BigIntegerField()
+    expires_at = BigIntegerField()
+    in_progress_at = BigIntegerField(null=True)
+    finalizing_at = BigIntegerField(null=True)
+    completed_at = BigIntegerField(null=True)
+    failed_at = BigIntegerField(null=True)
+    expired_at = BigIntegerField(null=True)
+    cancelling_at = BigIntegerField(null=True)
+    cancelled_at = BigIntegerField(null=True)
+    lease_until = DoubleField(null=True)
+    job_id = CharField(null=True, max_length=128)        # the RQ job last enqueued for it
+
+    class Meta:
+        table_name = "deltallm_batches"
+        # a key's batches newest first (GET /v1/batches), and the sweep for batches that lost their job
+        indexes = ((("owner", "created_at"), False), (("status",), False))
+
+
+class BatchItem(BaseModel):
+    """One input line of a batch. `result` (the output or error file line) is written in the same
+    statement that marks the item done or failed: that row is the exactly-once checkpoint."""
+
+    id = BigAutoField()
+    batch_id = CharField(max_length=64)
+    line = IntegerField()
+    custom_id = TextField()
+    body = TextField()                                   # the line's request body, as JSON text
+    state = CharField(max_length=8, default="pending")   # pending | done | failed
+    result = JSONField(null=True)
+
+    class Meta:
+        table_name = "deltallm_batch_items"
+        indexes = ((("batch_id", "line"), True), (("batch_id", "state"), False))
+
+
+
+
+MODELS = [ApiKey, DeploymentRow, Usage, File, FileChunk, Batch, BatchItem]
 
 
 def migrate():

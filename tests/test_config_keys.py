@@ -40,7 +40,7 @@ def entry(params=None, **extra):
      "mcp_servers.docs.urll: unknown key; did you mean 'url'?"),
     ({"mcp_servers": {"docs": {"url": "http://x", "auth": {"type": "bearer", "tokn": "t"}}}},
      "mcp_servers.docs.auth.tokn: unknown key; did you mean 'token'?"),
-    ({"general_settings": {"xyzzy": 1}}, "general_settings.xyzzy: unknown key (expected one of: cache, "),
+    ({"general_settings": {"xyzzy": 1}}, "general_settings.xyzzy: unknown key (expected one of: batch_concurrency, batch_lease_seconds, cache, "),
     # provider-specific keys belong to their provider
     ({"model_list": [entry({"aws_region_name": "us-east-1"})]},
      "model_list[0].deltallm_params.aws_region_name: only bedrock/ deployments use this key, "

@@ -5,7 +5,8 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "deltallm"
-CORE = sorted(p for folder in ("router", "providers", "translate", "jobs") for p in (PACKAGE / folder).glob("*.py"))
+CORE = sorted([p for folder in ("router", "providers", "translate", "jobs") for p in (PACKAGE / folder).glob("*.py")]
+              + [PACKAGE / "operations.py"])
 
 
 @pytest.mark.parametrize("path", CORE, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -2,6 +2,7 @@
 from flask import Blueprint
 
 from deltallm.api.common import gateway, json_response, model_request, sse_response
+from deltallm.operations import chat
 from deltallm.schemas.chat import chat_request
 from deltallm.sse import event
 
@@ -12,10 +13,9 @@ bp = Blueprint("chat", __name__)
 @bp.post("/chat/completions")
 def chat_completions():
     body, call = model_request(chat_request)
-    router = gateway().router
     if not body.get("stream"):
-        return json_response(router.run(call, body["model"], lambda d: d.adapter.chat(call, body)))
-    chunks = router.run(call, body["model"], lambda d: d.adapter.chat_stream(call, body))
+        return json_response(chat(gateway(), call, body))
+    chunks = gateway().router.run(call, body["model"], lambda d: d.adapter.chat_stream(call, body))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     return sse_response(encode_chunks(chunks, include_usage))
 

@@ -4,6 +4,7 @@ from flask import Response, current_app, g, request
 
 from deltallm.api import access, body as request_body, metering
 from deltallm.errors import InvalidRequest, PermissionDenied
+from deltallm.operations import request_fallbacks
 from deltallm.providers.base import Call
 from deltallm.schemas.common import load
 from deltallm.sse import DONE, HEADERS, guarded
@@ -55,17 +56,6 @@ def model_request(schema):
     call = new_call(request_fallbacks(body))
     metering.admit(call, body["model"], body, stream=bool(body.get("stream")))
     return body, call
-
-
-def request_fallbacks(body):
-    if "fallbacks" not in body:
-        return None
-    chain = body.pop("fallbacks")
-    if chain is None:
-        return None
-    if not isinstance(chain, list) or not all(isinstance(name, str) and name for name in chain):
-        raise InvalidRequest("Invalid value for 'fallbacks': must be an array of model names", param="fallbacks")
-    return chain
 
 
 def check_model_access(model):

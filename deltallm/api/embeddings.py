@@ -2,6 +2,7 @@
 from flask import Blueprint
 
 from deltallm.api.common import gateway, json_response, model_request
+from deltallm.operations import embeddings
 from deltallm.schemas.embeddings import embedding_request, image_request
 
 bp = Blueprint("embeddings", __name__)
@@ -15,7 +16,8 @@ def proxied(schema, operation):
 @bp.post("/v1/embeddings")
 @bp.post("/embeddings")
 def create_embeddings():
-    return proxied(embedding_request, lambda adapter, call, body: adapter.embeddings(call, body))
+    body, call = model_request(embedding_request)
+    return json_response(embeddings(gateway(), call, body))
 
 
 @bp.post("/v1/images/generations")

@@ -2,9 +2,10 @@
 from flask import Blueprint, g
 
 from deltallm.api.common import gateway, json_response, model_request, sse_response
+from deltallm.operations import response
 from deltallm.schemas.responses import responses_request
 from deltallm.sse import event
-from deltallm.translate.responses import from_completion, to_chat
+from deltallm.translate.responses import to_chat
 from deltallm.translate.responses_stream import EventStream
 
 bp = Blueprint("responses", __name__)
@@ -14,11 +15,10 @@ bp = Blueprint("responses", __name__)
 @bp.post("/responses")
 def create_response():
     req, call = model_request(responses_request)
+    if not req.get("stream"):
+        return json_response(response(gateway(), call, req))
     body = to_chat(req)
     router = gateway().router
-    if not req.get("stream"):
-        completion = router.run(call, req["model"], lambda d: d.adapter.chat(call, body))
-        return json_response(from_completion(completion, req))
     # Opened before the first byte, so upstream failures here are retried and answered as JSON errors.
     chunks = router.run(call, req["model"], lambda d: d.adapter.chat_stream(call, body))
     events = EventStream(req, g.request_id).events(chunks)

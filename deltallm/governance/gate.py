@@ -1,6 +1,7 @@
 """The request path's one entry into governance: admit() before the upstream call (limits, budget,
 token and cost reservation), Ticket.done() after it (settle, usage record)."""
 import logging
+import math
 import time
 import uuid
 
@@ -15,9 +16,10 @@ class Ticket:
     """One admitted request. `headers` go on the response (success or upstream error); exactly one of
     done() / abort() takes effect, later calls do nothing."""
 
-    def __init__(self, gate, grant, policy, model, endpoint, stream, request_id):
+    def __init__(self, gate, grant, policy, model, endpoint, stream, request_id, batch_id=None):
         self.gate, self.grant, self.policy, self.model = gate, grant, policy, model
         self.endpoint, self.stream, self.request_id = endpoint, stream, request_id
+        self.batch_id = batch_id
         self.headers = grant.headers
         self.started = time.monotonic()
         self.closed = False
@@ -38,7 +40,7 @@ class Ticket:
             record = make_record(key_id=self.policy.key_id, model=self.model, deployment=deployment,
                                  endpoint=self.endpoint, status=status, usage=usage, spend=cost,
                                  latency_ms=int((time.monotonic() - self.started) * 1000),
-                                 stream=self.stream, request_id=self.request_id)
+                                 stream=self.stream, request_id=self.request_id, batch_id=self.batch_id)
             # unknown usage on a success keeps the token reservation; a failure used none
             known = usage is not None or status >= 400
             self.grant.finish(tokens=record["total_tokens"] if known else None, cost=cost)
@@ -62,12 +64,12 @@ class Gate:
         self.limiter, self.writer = limiter, writer
 
     def admit(self, policy, model, body, *, endpoint, stream=False, price=None, tokenizer_model=None,
-              request_id=None):
+              request_id=None, batch_id=None):
         """Check and reserve `policy`'s limits (None: the master key, never limited) for one request
         to public model `model`. Reserves the prompt tokens of `body` (counted with `tokenizer_model`'s
         tokenizer, default the public name) plus its max_tokens, and their cost at `price` (the model
         group's highest Price, or None). Raises RateLimited / BudgetExceeded (429 with headers incl.
-        Retry-After) or LimiterUnavailable (503)."""
+        Retry-After) or LimiterUnavailable (503). `batch_id` marks the usage record of a batch's line."""
         policy = policy or Policy(None)     # the master key: recorded, never limited
         prompt = out = 0
         if policy.tpm is not None or policy.model_tpm or policy.max_budget is not None:
@@ -77,4 +79,31 @@ class Gate:
         if price is not None and policy.max_budget is not None:
             cost = prices.estimate(price, prompt, out)
         grant = self.limiter.acquire(policy, model, tokens=prompt + out, cost=cost)
-        return Ticket(self, grant, policy, model, endpoint, stream, request_id or uuid.uuid4().hex)
+        return Ticket(self, grant, policy, model, endpoint, stream, request_id or uuid.uuid4().hex, batch_id)
+
+
+def close_streams(call):
+    """Close what is still open upstream (a client that left mid-stream): counts and leases end now."""
+    for stream in call.streams:
+        stream.close()
+    call.streams = []
+
+
+def settle(call, status):
+    """The answer is done: settle the reservations and write one usage record, or release them when
+    no upstream was reached (the gateway refused or failed the request itself). Runs after a stream's
+    last byte too, when the request and app contexts are gone: it uses only the call."""
+    ticket = call.ticket
+    if ticket is None:
+        return
+    close_streams(call)
+    if call.attempts == 0 or call.deployment is None:
+        ticket.abort()
+        return
+    usage = call.usage
+    if usage is None and ticket.stream and call.body is not None:
+        # cut before its usage chunk: what was seen so far
+        prompt = tokens.count_prompt(call.body, call.tokenizer)
+        completion = math.ceil(call.text_chars / 4)
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    ticket.done(status, usage, deployment=call.deployment.id, price=call.deployment.price, **call.units)
