@@ -13,7 +13,7 @@ from deltallm.api.common import gateway
 from deltallm.errors import PermissionDenied
 
 OPEN_PREFIXES = ("/health",)
-ADMIN = {"admin", "admin_models"}
+ADMIN = {"admin", "admin_models", "admin_mcp"}
 CLIENT_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
 
 
