@@ -48,21 +48,21 @@ class McpGateway:
             return Reply(202)  # notifications (initialized, cancelled ...) need no answer
         if method not in METHODS:
             return Reply(200, error(rid, METHOD_NOT_FOUND, f"Method not found: {method}"))
-        version, refusal = self.session(session_id, version_header)
-        if refusal is not None and method != "ping":
+        version, refusal = self.session(session_id, version_header, rid)
+        if refusal is not None and not (method == "ping" and not session_id):  # ping works before a session
             return refusal
         return Reply(200, self.answer(payload))
 
-    def session(self, session_id, version_header):
+    def session(self, session_id, version_header, rid=None):
         """(protocol version, None) for a live session, or (None, the Reply refusing the request)."""
         if not session_id:
-            return None, Reply(400, error(None, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is "
+            return None, Reply(400, error(rid, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is "
                                           "required (send initialize first)"))
         version = self.sessions.version(session_id, self.principal.key_id)
         if version is None:
-            return None, Reply(404, error(None, -32001, "Session not found: initialize a new session"))
+            return None, Reply(404, error(rid, -32001, "Session not found: initialize a new session"))
         if version_header and version_header != version:
-            return None, Reply(400, error(None, INVALID_REQUEST, f"Bad Request: MCP-Protocol-Version "
+            return None, Reply(400, error(rid, INVALID_REQUEST, f"Bad Request: MCP-Protocol-Version "
                                           f"{version_header!r} does not match the session's {version!r}"))
         return version, None
 

@@ -88,7 +88,7 @@ class FakeMcp:
 
         self.server = Server((host, port), Handler)
         self.url = f"http://{host}:{self.server.server_address[1]}/mcp"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def close(self):
