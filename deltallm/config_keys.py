@@ -25,7 +25,7 @@ PROVIDER_PARAMS = {
     "bedrock": {"aws_region_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
                 "aws_profile_name", "aws_bedrock_runtime_endpoint"},
     "gemini": {"safety_settings"},
-    "mock": {"mock_response", "mock_latency_ms", "mock_chunk_delay_ms", "mock_dimensions"},
+    "mock": {"mock_response", "mock_latency_ms", "mock_chunk_delay_ms", "mock_dimensions", "mock_tool_calls"},
     "anthropic": set(),
 }
 

@@ -8,6 +8,7 @@ from deltallm.governance.usage import UsageWriter
 from deltallm.jobs.files import storage_for
 from deltallm.keys import KeyStore
 from deltallm.mcp import store as mcp_store
+from deltallm.mcp.loop import Limits as McpLimits
 from deltallm.mcp.registry import McpRegistry
 from deltallm.mcp.sessions import Sessions
 from deltallm.providers.transport import HttpOptions
@@ -32,6 +33,7 @@ class Gateway:
         general = settings.general
         self.mcp = McpRegistry(settings.mcp_servers, loader=mcp_store.loader(self.secrets),
                                timeout=general["mcp_timeout"], cache_seconds=general["mcp_tools_cache_seconds"])
+        self.mcp_limits = McpLimits(general)
         banner.warn_once_per_process(settings)
         # one legacy completions request fans out to one upstream call per prompt (and n choices each)
         self.max_prompts = settings.general["max_prompts"]

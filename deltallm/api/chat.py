@@ -1,7 +1,8 @@
 """POST /v1/chat/completions, plain and streamed."""
 from flask import Blueprint
 
-from deltallm.api.common import gateway, json_response, model_request, sse_response
+from deltallm.api.common import gateway, json_response, mcp_loop, model_request, sse_response
+from deltallm.mcp.loop import check_request
 from deltallm.schemas.chat import chat_request
 from deltallm.sse import event
 
@@ -12,6 +13,9 @@ bp = Blueprint("chat", __name__)
 @bp.post("/chat/completions")
 def chat_completions():
     body, call = model_request(chat_request)
+    found = check_request(body)
+    if found:  # the gateway runs the model's MCP calls itself, turn by turn
+        return json_response(mcp_loop(call, body, found)[0])
     router = gateway().router
     if not body.get("stream"):
         return json_response(router.run(call, body["model"], lambda d: d.adapter.chat(call, body)))

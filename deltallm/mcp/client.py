@@ -107,7 +107,11 @@ class McpClient:
             raise McpServerError(f"MCP server '{self.key}' speaks protocol version {version!r}; the gateway "
                                  f"supports {', '.join(PROTOCOL_VERSIONS)}")
         self.version, self.server_info = version, result.get("serverInfo")
-        self.post({"jsonrpc": "2.0", "method": "notifications/initialized"}, deadline)
+        try:
+            self.post({"jsonrpc": "2.0", "method": "notifications/initialized"}, deadline)
+        except SessionExpired:
+            self.reset()
+            raise McpServerError(f"MCP server '{self.key}' forgot the session it had just opened") from None
 
     def reset(self):
         self.session_id = self.version = None

@@ -6,11 +6,12 @@ bytes of text), slow {seconds}, and `search.docs` {query} (a name with a dot). K
 "json" | "sse" (an SSE reply sends a progress notification before the result), `page_size` (tools/list
 pagination), `token` (bearer token required), `garbage` (answer non-JSON), `list_changed` (send
 notifications/tools/list_changed inside the next SSE reply), `expire()` (forget every session: old ids get
-404). `requests` records (method name, session id, headers) of every JSON-RPC message received.
+404), `forget` (keep no session at all: every request after initialize gets 404). `requests` records (method name, session id, headers) of every JSON-RPC message received.
 Run standalone: python -m tests.fakes.mcp PORT.
 """
 import http.server
 import itertools
+import socket
 import json
 import sys
 import threading
@@ -25,7 +26,8 @@ TOOLS = [
                      "required": ["a", "b"]}},
     {"name": "fail", "description": "Always fails", "inputSchema": {"type": "object", "properties": {}}},
     {"name": "big", "description": "A long answer",
-     "inputSchema": {"type": "object", "properties": {"size": {"type": "integer"}}, "required": ["size"]}},
+     "inputSchema": {"type": "object", "properties": {"size": {"type": "integer", "default": 200000}},
+                     "required": ["size"]}},
     {"name": "slow", "description": "Answers after a while",
      "inputSchema": {"type": "object", "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]}},
     {"name": "search.docs", "description": "Search the docs",
@@ -40,7 +42,7 @@ def text(value):
 
 def run_tool(name, args):
     if name == "echo":
-        return text(f"echo: {args.get('text')}")
+        return text(f"echo: {args.get('text', args.get('q'))}")  # `q`: what the fake upstreams send
     if name == "add":
         total = args["a"] + args["b"]
         return {"content": [{"type": "text", "text": str(total)}], "structuredContent": {"sum": total},
@@ -60,9 +62,10 @@ def run_tool(name, args):
 class FakeMcp:
     def __init__(self, port=0, reply="json", page_size=None, token=None, host="127.0.0.1"):
         self.reply, self.page_size, self.token = reply, page_size, token
-        self.garbage = self.list_changed = False
+        self.garbage = self.list_changed = self.forget = False
         self.sessions = set()
         self.requests = []
+        self.connections = []
         self.ids = itertools.count(1)
         owner = self
 
@@ -71,6 +74,10 @@ class FakeMcp:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                owner.connections.append(self.connection)
 
             def do_POST(self):
                 owner.post(self)
@@ -92,8 +99,14 @@ class FakeMcp:
         self.thread.start()
 
     def close(self):
+        """Stop, and cut the kept-alive connections too: a server that is down answers nothing."""
         self.server.shutdown()
         self.server.server_close()
+        for sock in self.connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def expire(self):
         self.sessions.clear()
@@ -122,7 +135,7 @@ class FakeMcp:
                               "headers": {k.lower(): v for k, v in handler.headers.items()},
                               "params": message.get("params")})
         method = message.get("method")
-        if method != "initialize" and session not in self.sessions:
+        if method != "initialize" and (session not in self.sessions or self.forget):
             return self.send(handler, 404 if session else 400, b"", "application/json")
         if "id" not in message:
             return self.send(handler, 202, b"", "application/json")

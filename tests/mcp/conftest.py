@@ -25,6 +25,10 @@ def wiki():
 @pytest.fixture
 def config(tmp_path, docs, wiki):
     config = base_config(tmp_path, encryption_key="test-encryption-key")
+    config["model_list"] += [
+        {"model_name": "mock-all", "deltallm_params": {"model": "mock/m", "mock_tool_calls": "all"}},
+        {"model_name": "mock-first", "deltallm_params": {"model": "mock/m", "mock_tool_calls": "first"},
+         "model_info": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}}]
     config["mcp_servers"] = {"docs": {"url": docs.url, "description": "The docs"},
                              "wiki": {"url": wiki.url, "auth": {"type": "bearer", "token": "wiki-token-123456"}}}
     return config
