@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from tests import openapi
-from tests.conftest import free_port
+from tests.conftest import ROOT, free_port
 from tests.e2e.conftest import MASTER, running_gateway
 from tests.fakes.mcp import FakeMcp
 
@@ -36,7 +36,12 @@ model_list:
                        aws_region_name: us-east-1, aws_access_key_id: AKIDTEST, aws_secret_access_key: SECRET}}
   - model_name: mocky
     deltallm_params: {{model: mock/mock-1, mock_tool_calls: first}}
+  - model_name: plain
+    deltallm_params: {{model: mock/bench}}
+  - model_name: tools
+    deltallm_params: {{model: mock/bench, mock_tool_calls: first}}
 mcp_servers:
+  bench: {{url: {servers["docs"].url}}}
   docs: {{url: {servers["docs"].url}}}
   wiki: {{url: {servers["wiki"].url}, auth: {{type: bearer, token: wiki-token-123456}}}}
   gone: {{url: "http://127.0.0.1:{free_port()}/mcp"}}
@@ -124,3 +129,14 @@ def test_the_official_mcp_sdk_talks_to_the_gateway(gateway):
     assert "docs.add" in names and "wiki.search.docs" in names and not any(n.startswith("gone.") for n in names)
     assert result.is_error is False and result.structured_content == {"sum": 5}
     assert result.content[0].text == "5"
+
+
+def test_the_overhead_benchmark_measures(gateway, servers):
+    """bench/mcp_overhead.py's measurement, a few requests long (the benchmark itself runs elsewhere)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("mcp_overhead", ROOT / "bench" / "mcp_overhead.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.measure(gateway, servers["docs"].url, 3, warmup=1, key=MASTER)
+    assert set(out) == {"plain", "mcp", "direct"} and out["mcp"][0] > out["plain"][0] > 0
+    assert "one MCP round trip adds" in bench.report(out)
