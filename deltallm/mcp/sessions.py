@@ -44,10 +44,12 @@ class Sessions:
         if self.redis is not None:
             self.redis.set(f"deltallm:mcp:ended:{nonce}", 1, ex=ENDED_TTL)
             return
-        if len(self.ended) >= MAX_LOCAL:
-            now = time.monotonic()
-            self.ended = {n: t for n, t in self.ended.items() if t > now} or {}
-        self.ended[nonce] = time.monotonic() + ENDED_TTL
+        now = time.monotonic()
+        if len(self.ended) >= MAX_LOCAL:  # bounded: expired ids go first, then the oldest half
+            self.ended = {n: t for n, t in self.ended.items() if t > now}
+            if len(self.ended) >= MAX_LOCAL:
+                self.ended = dict(list(self.ended.items())[MAX_LOCAL // 2:])
+        self.ended[nonce] = now + ENDED_TTL
 
     def is_ended(self, nonce):
         if self.redis is not None:

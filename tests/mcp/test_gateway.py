@@ -125,3 +125,30 @@ def test_upstream_failures_are_clear_errors(client, docs):
     # a broken server does not hide the others' tools
     names = [t["name"] for t in call(client, MASTER, session, "tools/list")["result"]["tools"]]
     assert names and all(n.startswith("wiki.") for n in names)
+
+
+def test_ended_sessions_are_remembered_within_a_bound(monkeypatch):
+    from deltallm.mcp import sessions as module
+    monkeypatch.setattr(module, "MAX_LOCAL", 4)
+    store = module.Sessions("secret")
+    ids = [store.create("2025-06-18", "key1") for _ in range(6)]
+    assert store.version(ids[0], "key1") == "2025-06-18" and store.version(ids[0], "key2") is None
+    for session_id in ids:
+        store.end(session_id)
+    assert len(store.ended) <= 4 and store.version(ids[-1], "key1") is None
+
+
+def test_ended_sessions_are_shared_through_redis():
+    import redis
+
+    from deltallm.mcp.sessions import Sessions
+    from tests.conftest import REDIS_URL
+    client = redis.Redis.from_url(REDIS_URL)
+    one, other = Sessions("secret", client), Sessions("secret", client)
+    session_id = one.create("2025-06-18", None)
+    assert other.version(session_id, None) == "2025-06-18"  # another worker accepts it
+    one.end(session_id)
+    try:
+        assert other.version(session_id, None) is None
+    finally:
+        client.delete(f"deltallm:mcp:ended:{session_id.split('.')[0]}")  # only the key this test made
