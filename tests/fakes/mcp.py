@@ -113,16 +113,16 @@ class FakeMcp:
 
     # -- HTTP ---------------------------------------------------------------------------------
     def send(self, handler, status, body, kind, headers=()):
-        handler.send_response(status)
-        handler.send_header("Content-Type", kind)
-        handler.send_header("Content-Length", str(len(body)))
-        for name, value in headers:
-            handler.send_header(name, value)
-        handler.end_headers()
         try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", kind)
+            handler.send_header("Content-Length", str(len(body)))
+            for name, value in headers:
+                handler.send_header(name, value)
+            handler.end_headers()
             handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up waiting (a deadline test)
+            handler.close_connection = True  # the client gave up waiting (a deadline test)
 
     def post(self, handler):
         length = int(handler.headers.get("Content-Length") or 0)
