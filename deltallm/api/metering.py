@@ -51,4 +51,5 @@ def settle(call, status):
         prompt = tokens.count_prompt(call.body, call.tokenizer)
         completion = math.ceil(call.text_chars / 4)
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    ticket.done(status, usage, deployment=call.deployment.id, price=call.deployment.price, **call.units)
+    ticket.done(status, usage, deployment=call.deployment.id, price=call.deployment.price,
+                charge_failure=call.answered, **call.units)

@@ -47,6 +47,7 @@ def run(router, call, body, found, registry, principal, limits, max_calls=None):
     for turn in range(1, limits.turns + 1):
         request = dict(turn_body, messages=messages)
         completion = router.run(call, body["model"], lambda d, request=request: d.adapter.chat(call, request))
+        call.answered = True  # this turn is paid for, whatever happens to the loop later
         message = ((completion.get("choices") or [{}])[0]).get("message") or {}
         calls = message.get("tool_calls") or []
         mine = [c for c in calls if (c.get("function") or {}).get("name") in mcp.by_name]

@@ -188,3 +188,14 @@ def test_every_turn_is_billed(client, app, docs):
     [record] = list(Usage.select())
     assert record.total_tokens == body["usage"]["total_tokens"] and record.status == 200
     assert record.spend > 0
+
+
+def test_turns_before_a_failure_are_billed(client, app, docs):
+    headers = {"Authorization": f"Bearer {keys.create_key(mcp_servers=['docs'], max_budget=10)[1]}"}
+    tools = [dict(DOCS, allowed_tools=["echo"])]
+    assert chat(client, headers, model="mock-first", mode=None, tools=tools).status_code == 200  # tools cached
+    docs.garbage = True
+    assert chat(client, headers, model="mock-first", tools=tools).status_code == 502
+    app.extensions["deltallm"].writer.drain()
+    failed = list(Usage.select().order_by(Usage.id))[-1]
+    assert failed.status == 502 and failed.total_tokens > 0 and failed.spend > 0
