@@ -2,6 +2,7 @@
 import datetime
 import importlib.util
 import os
+import re
 from urllib.parse import urlsplit
 
 import yaml
@@ -145,6 +146,13 @@ class GeneralSettingsSchema(Schema):
     # governance: with Redis down, serve with per-worker limits (true) or refuse with 503 (false)
     rate_limit_fail_open = fields.Boolean(load_default=True)
     usage_queue_size = fields.Integer(load_default=10_000, validate=validate.Range(min=100))
+    # MCP (SPEC §6): the tool loop's bounds, the cap on one tool result given to a model, the deadline of
+    # one call to an upstream MCP server, and how long a server's tool list is cached
+    mcp_max_turns = fields.Integer(load_default=8, validate=validate.Range(min=1, max=100))
+    mcp_max_tool_calls = fields.Integer(load_default=16, validate=validate.Range(min=1, max=1000))
+    mcp_max_tool_output_kb = fields.Float(load_default=100, validate=validate.Range(min=1))
+    mcp_timeout = fields.Float(load_default=60, validate=validate.Range(min=0, min_inclusive=False))
+    mcp_tools_cache_seconds = fields.Float(load_default=300, validate=validate.Range(min=0))
 
 
 class Settings:
@@ -179,7 +187,10 @@ class Settings:
                 general[key] = os.environ[var]
                 self.env_overrides[key] = var
         self.general = general
-        self.mcp_servers = dict(config_keys.check_mcp_servers(raw.get("mcp_servers") or {}))
+        self.mcp_servers = {}
+        for key, entry in config_keys.check_mcp_servers(raw.get("mcp_servers") or {}).items():
+            self.mcp_servers[str(key)], ignored = mcp_server_entry(key, entry, f"mcp_servers.{key}")
+            self.ignored += ignored
         self.ignored += config_keys.check_sections(raw)
         self.environment_variables = {str(k): str(v) for k, v in (raw.get("environment_variables") or {}).items()}
 
@@ -224,6 +235,43 @@ def model_entry(entry, where):
     out = {"model_name": loaded["model_name"], "params": loaded[block], "model_info": loaded["model_info"]}
     check_model(out, where)
     return out, ignored
+
+
+MCP_SERVER_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MCP_AUTH_TYPES = ("none", "bearer", "headers")
+
+
+def mcp_server_entry(key, entry, where):
+    """One MCP server (config `mcp_servers.KEY` or a POST /admin/mcp/servers body minus its key) ->
+    ({url, auth: {type, token, headers}, description}, [(path, why ignored)]); a ConfigError names what
+    is wrong."""
+    if not isinstance(key, str) or not MCP_SERVER_KEY.fullmatch(key):
+        raise ConfigError(f"{where}: a server key is 1 to 64 letters, digits, '_' or '-' (tools are "
+                          "named KEY.TOOL)")
+    ignored = config_keys.check(config_keys.mapping(entry, where), where, "mcp_server", config_keys.MCP_SERVER)
+    url = entry.get("url")
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise ConfigError(f"{where}.url: must be an http:// or https:// URL")
+    auth = config_keys.mapping(entry.get("auth") or {"type": "none"}, f"{where}.auth")
+    ignored += config_keys.check(auth, f"{where}.auth", "mcp_auth", config_keys.MCP_AUTH)
+    kind = auth.get("type", "bearer" if auth.get("token") else "headers" if auth.get("headers") else "none")
+    if kind not in MCP_AUTH_TYPES:
+        raise ConfigError(f"{where}.auth.type: must be one of {', '.join(MCP_AUTH_TYPES)}")
+    token, headers = auth.get("token"), auth.get("headers")
+    if kind == "bearer" and (not isinstance(token, str) or not token):
+        raise ConfigError(f"{where}.auth.token: a bearer server needs a token")
+    if kind == "headers" and (not isinstance(headers, dict) or not headers or
+                              not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())):
+        raise ConfigError(f"{where}.auth.headers: must be a mapping of header names to strings")
+    extra = {"bearer": "headers", "headers": "token", "none": "token" if token else "headers"}[kind]
+    if auth.get(extra) or (kind == "none" and headers):
+        raise ConfigError(f"{where}.auth.{extra}: not used by auth type '{kind}'")
+    description = entry.get("description")
+    if description is not None and not isinstance(description, str):
+        raise ConfigError(f"{where}.description: must be a string")
+    return {"url": url, "auth": {"type": kind, "token": token if kind == "bearer" else None,
+                                 "headers": dict(headers) if kind == "headers" else None},
+            "description": description}, ignored
 
 
 def unknown_groups(settings, settings_name):

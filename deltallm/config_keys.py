@@ -25,7 +25,7 @@ PROVIDER_PARAMS = {
     "bedrock": {"aws_region_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
                 "aws_profile_name", "aws_bedrock_runtime_endpoint"},
     "gemini": {"safety_settings"},
-    "mock": {"mock_response", "mock_latency_ms", "mock_chunk_delay_ms", "mock_dimensions"},
+    "mock": {"mock_response", "mock_latency_ms", "mock_chunk_delay_ms", "mock_dimensions", "mock_tool_calls"},
     "anthropic": set(),
 }
 
@@ -51,7 +51,7 @@ PENDING = {
 }
 # routing strategies SPEC.md names that are not built yet (simple-shuffle is used instead)
 PENDING_STRATEGIES = set()
-PENDING_SECTIONS = {"mcp_servers"}
+PENDING_SECTIONS = set()
 
 # LiteLLM's documented settings that DeltaLLM accepts and ignores; a value is a hint for the warning.
 FOREIGN = {
@@ -231,12 +231,9 @@ def check_params(params, where, provider, own):
 
 
 def check_mcp_servers(servers):
-    """mcp_servers: each entry's keys, and its auth block's; returns the mapping."""
+    """mcp_servers: a mapping of server keys to entries (each checked by config.mcp_server_entry)."""
     for server, entry in mapping(servers, "mcp_servers").items():
-        where = f"mcp_servers.{server}"
-        check(mapping(entry, where), where, "mcp_server", MCP_SERVER)
-        if entry.get("auth") is not None:
-            check(mapping(entry["auth"], f"{where}.auth"), f"{where}.auth", "mcp_auth", MCP_AUTH)
+        mapping(entry, f"mcp_servers.{server}")
     return servers
 
 

@@ -7,6 +7,10 @@ from deltallm.governance.limits import Limiter
 from deltallm.governance.usage import UsageWriter
 from deltallm.jobs.files import storage_for
 from deltallm.keys import KeyStore
+from deltallm.mcp import store as mcp_store
+from deltallm.mcp.loop import Limits as McpLimits
+from deltallm.mcp.registry import McpRegistry
+from deltallm.mcp.sessions import Sessions
 from deltallm.providers.transport import HttpOptions
 from deltallm.router.health import HealthChecker
 from deltallm.router.policy import Policy
@@ -26,6 +30,10 @@ class Gateway:
                                       aliases=routing.get("model_group_alias"),
                                       loader=model_store.loader(self.secrets), http=http)
         self.keys = KeyStore(settings.master_key)
+        general = settings.general
+        self.mcp = McpRegistry(settings.mcp_servers, loader=mcp_store.loader(self.secrets),
+                               timeout=general["mcp_timeout"], cache_seconds=general["mcp_tools_cache_seconds"])
+        self.mcp_limits = McpLimits(general)
         banner.warn_once_per_process(settings)
         # one legacy completions request fans out to one upstream call per prompt (and n choices each)
         self.max_prompts = settings.general["max_prompts"]
@@ -50,6 +58,7 @@ class Gateway:
         # governance: the limiter's Redis client never retries and gives up fast (fail-open/closed decides)
         limiter_redis = self.redis and self.redis.__class__.from_url(
             settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, retry_on_timeout=False)
+        self.mcp_sessions = Sessions(settings.encryption_key or settings.master_key, self.redis)
         self.limiter = Limiter(limiter_redis, fail_open=settings.general["rate_limit_fail_open"],
                                seed=reports.spend_since)
         self.writer = UsageWriter(max_queue=settings.general["usage_queue_size"])

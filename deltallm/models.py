@@ -80,6 +80,18 @@ class DeploymentRow(BaseModel):
         table_name = "deltallm_deployments"
 
 
+class McpServerRow(BaseModel):
+    """An MCP server added through /admin/mcp/servers; its token and headers are encrypted."""
+
+    server_key = CharField(primary_key=True, max_length=64)
+    url = TextField()
+    auth_type = CharField(max_length=16, default="none")
+    sealed = TextField(null=True)      # {"token", "headers"}, encrypted
+    description = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "deltallm_mcp_servers"
 
 
 class Usage(BaseModel):
@@ -197,7 +209,7 @@ class BatchItem(BaseModel):
 
 
 
-MODELS = [ApiKey, DeploymentRow, Usage, File, FileChunk, Batch, BatchItem]
+MODELS = [ApiKey, DeploymentRow, McpServerRow, Usage, File, FileChunk, Batch, BatchItem]
 
 
 def migrate():

@@ -1,4 +1,5 @@
-"""Secrets at rest: deployment credentials given through the admin API are stored encrypted (Fernet)."""
+"""Secrets at rest: credentials given through the admin API (deployments, MCP servers) are stored encrypted
+(Fernet)."""
 import base64
 import hashlib
 
@@ -16,11 +17,11 @@ class SecretBox:
             key = base64.urlsafe_b64encode(hashlib.sha256(passphrase.encode()).digest())
             self.fernet = Fernet(key)
 
-    def seal(self, text):
+    def seal(self, text, param="deltallm_params.api_key"):
         if self.fernet is None:
             raise InvalidRequest("This gateway has no encryption_key (general_settings.encryption_key or "
                                  "DELTALLM_ENCRYPTION_KEY), so it refuses to store credentials.",
-                                 param="deltallm_params.api_key", code="encryption_key_missing")
+                                 param=param, code="encryption_key_missing")
         return self.fernet.encrypt(text.encode()).decode()
 
     def open(self, token):

@@ -31,9 +31,8 @@ def test_banner_lists_groups_services_and_warnings(monkeypatch):
         "master key: set",
         "litellm_settings.drop_params: ignored: not supported by DeltaLLM",
         "general_settings.metrics_public: ignored: not implemented yet",
-        "mcp_servers: ignored: not implemented yet",
     ]
-    assert [level for level, _ in lines][-4:] == [logging.INFO] + [logging.WARNING] * 3
+    assert [level for level, _ in lines][-3:] == [logging.INFO] + [logging.WARNING] * 2
 
 
 def test_banner_for_the_embedded_defaults(tmp_path, monkeypatch):

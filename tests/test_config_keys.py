@@ -118,7 +118,7 @@ def test_known_but_ignored_settings_are_accepted_with_one_warning_each():
         f"general_settings.database_connection_pool_limit: {unsupported}",
         f"general_settings.proxy_batch_write_at: {unsupported}",
         f"general_settings.metrics_public: {unbuilt}",
-        f"mcp_servers: {unbuilt}",
+        f"mcp_servers.docs.transport: {unsupported}",
     ]
     # the settings DeltaLLM does read still apply
     assert settings.router_settings["num_retries"] == 1 and settings.master_key == "sk-x"
@@ -149,7 +149,6 @@ def test_spec_example_config_loads(tmp_path, monkeypatch):
         "model_list[0].model_info.mode: ignored: not implemented yet",
         "deltallm_settings.fallbacks[0].gpt-4o-mini: no model group 'claude-haiku' in this config (it only "
         "works once /admin/models adds one)",
-        "mcp_servers: ignored: not implemented yet",
     ]
 
 

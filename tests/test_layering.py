@@ -1,12 +1,12 @@
-"""ARCHITECTURE habit 4: the gateway core (router, providers, translations, jobs) never imports Flask."""
+"""ARCHITECTURE habit 4: the gateway core (router, providers, translations, jobs, mcp) never imports Flask."""
 import ast
 import pathlib
 
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "deltallm"
-CORE = sorted([p for folder in ("router", "providers", "translate", "jobs") for p in (PACKAGE / folder).glob("*.py")]
-              + [PACKAGE / "operations.py"])
+CORE = sorted([p for folder in ("router", "providers", "translate", "jobs", "mcp")
+               for p in (PACKAGE / folder).glob("*.py")] + [PACKAGE / "operations.py"])
 
 
 @pytest.mark.parametrize("path", CORE, ids=lambda p: f"{p.parent.name}/{p.name}")

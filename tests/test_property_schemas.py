@@ -79,6 +79,11 @@ KEY_BODY = {"name": "k", "models": ["mocky"], "mcp_servers": ["s"], "metadata": 
             "max_parallel_requests": 2, "expires_at": "2030-01-01T00:00:00Z"}
 
 
+def with_mcp(config):
+    """The MCP server KEY_BODY names (a key's allowlist may only name known servers); never called."""
+    return dict(config, mcp_servers={"s": {"url": "https://mcp.test/mcp"}})
+
+
 def upstream_reply(request):
     """A fixed valid reply for every OpenAI endpoint the gateway forwards to."""
     path = request.url.split("/v1", 1)[1]
@@ -122,7 +127,7 @@ def errors():
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, errors):
     """An app on SQLite whose OpenAI-compatible upstream always answers well."""
-    app = create_app(base_config(tmp_path_factory.mktemp("property")))
+    app = create_app(with_mcp(base_config(tmp_path_factory.mktemp("property"))))
     app.config["TESTING"] = True
     models.migrate()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as upstream:
@@ -136,8 +141,8 @@ def admin_gateway(request, gateway, errors, tmp_path_factory):
     if request.param == "sqlite":
         yield gateway
         return
-    app = create_app(base_config(tmp_path_factory.mktemp("property-pg"),
-                                 database_url=request.getfixturevalue("pg_url")))
+    app = create_app(with_mcp(base_config(tmp_path_factory.mktemp("property-pg"),
+                                          database_url=request.getfixturevalue("pg_url"))))
     with db.connection():
         db.database.drop_tables(models.MODELS, safe=True)  # our own throw-away database
     models.migrate()

@@ -241,7 +241,10 @@ UNSUPPORTED = [
     ({"tools": [{"type": "image_generation"}]}, "tools[0].type"),
     ({"tools": [{"type": "local_shell"}]}, "tools[0].type"),
     ({"tools": [{"type": "custom", "name": "x"}]}, "tools[0].type"),
-    ({"tools": [{"type": "mcp", "server_label": "docs", "server_url": "https://mcp.test"}]}, "tools[0].type"),
+    ({"tools": [{"type": "mcp", "server_label": "docs", "server_url": "https://mcp.test"}]},
+     "tools[0].server_url"),
+    ({"tools": [{"type": "mcp", "server_label": "docs", "require_approval": "always"}]},
+     "tools[0].require_approval"),
     ({"tools": [dict(TOOL, defer_loading=True)]}, "tools[0].defer_loading"),
     ({"tools": [TOOL], "tool_choice": {"type": "web_search_preview"}}, "tool_choice.type"),
     ({"input": part_item({"type": "input_file", "file_id": "file_1"})}, "input[0].content[0].type"),
@@ -274,9 +277,10 @@ def test_unsupported_features_are_refused_by_name(client, auth, upstream, fields
     assert len(upstream.calls) == 0
 
 
-def test_mcp_tools_are_not_supported_yet(client, auth, upstream):
-    error = post(client, auth, tools=[{"type": "mcp", "server_label": "docs"}]).get_json()["error"]
-    assert "not supported yet" in error["message"]
+def test_mcp_tools_name_only_servers_the_key_may_see(client, auth, upstream):
+    resp = post(client, auth, tools=[{"type": "mcp", "server_label": "docs"}])
+    assert resp.status_code == 404 and resp.get_json()["error"]["param"] == "tools[0].server"
+    assert len(upstream.calls) == 0
 
 
 @pytest.mark.parametrize("fields", [

@@ -56,8 +56,20 @@ def check_models(fields):
                                      param=f"{field}.{name}")
 
 
+def check_mcp_servers(fields):
+    """`mcp_servers` entries (`server` or `server.tool`) must name a server the gateway knows."""
+    registry = gateway().mcp
+    for i, entry in enumerate(fields.get("mcp_servers") or ()):
+        if not registry.has(entry.partition(".")[0]):
+            registry.refresh(force=True)  # a server just added through /admin/mcp/servers counts
+        if not registry.has(entry.partition(".")[0]):
+            raise InvalidRequest(f"Invalid value for 'mcp_servers[{i}]': unknown MCP server "
+                                 f"'{entry.partition('.')[0]}'", param=f"mcp_servers[{i}]")
+
+
 def prepare(fields, now):
     check_models(fields)
+    check_mcp_servers(fields)
     duration = fields.pop("duration", None)
     if duration is not None:
         fields["expires_at"] = add_duration(now, duration)

@@ -13,7 +13,7 @@ from deltallm.api.common import gateway
 from deltallm.errors import PermissionDenied
 
 OPEN_PREFIXES = ("/health",)
-ADMIN = {"admin", "admin_models"}
+ADMIN = {"admin", "admin_models", "admin_mcp"}
 CLIENT_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
 
 
@@ -60,7 +60,9 @@ def after(response):
         if call.fallback is not None:
             headers["x-deltallm-fallback"] = call.fallback
         if call.ticket is not None:
-            headers.update(call.ticket.headers)  # x-ratelimit-*, on successes and errors alike
+            headers.update(call.ticket.headers)
+        if g.get("mcp_calls") is not None:
+            headers["x-deltallm-mcp-calls"] = str(g.mcp_calls)  # x-ratelimit-*, on successes and errors alike
     record = None
     if access.enabled():
         # the objects behind the proxies: the entry reads a dozen attributes

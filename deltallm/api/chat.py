@@ -1,7 +1,8 @@
 """POST /v1/chat/completions, plain and streamed."""
 from flask import Blueprint
 
-from deltallm.api.common import gateway, json_response, model_request, sse_response
+from deltallm.api.common import gateway, json_response, mcp_loop, model_request, sse_response
+from deltallm.mcp.loop import check_request
 from deltallm.operations import chat
 from deltallm.schemas.chat import chat_request
 from deltallm.sse import event
@@ -13,6 +14,9 @@ bp = Blueprint("chat", __name__)
 @bp.post("/chat/completions")
 def chat_completions():
     body, call = model_request(chat_request)
+    found = check_request(body)
+    if found:  # the gateway runs the model's MCP calls itself, turn by turn
+        return json_response(mcp_loop(call, body, found)[0])
     if not body.get("stream"):
         return json_response(chat(gateway(), call, body))
     chunks = gateway().router.run(call, body["model"], lambda d: d.adapter.chat_stream(call, body))

@@ -4,6 +4,7 @@ from flask import Response, current_app, g, request
 
 from deltallm.api import access, body as request_body, metering
 from deltallm.errors import InvalidRequest, PermissionDenied
+from deltallm.mcp import loop
 from deltallm.operations import request_fallbacks
 from deltallm.providers.base import Call
 from deltallm.schemas.common import load
@@ -62,6 +63,15 @@ def check_model_access(model):
     g.model = model
     if not g.principal.may_use_model(model):
         raise PermissionDenied(f"This key is not allowed to use model `{model}`.", param="model")
+
+
+def mcp_loop(call, body, found, max_calls=None):
+    """Run a chat body with MCP tools through the tool loop: (completion, executed calls, offered tools)."""
+    gw = gateway()
+    completion, executed, offered = loop.run(gw.router, call, body, found, gw.mcp, g.principal, gw.mcp_limits,
+                                             max_calls)
+    g.mcp_calls = len(executed)  # the x-deltallm-mcp-calls header
+    return completion, executed, offered
 
 
 def query_args(*names):

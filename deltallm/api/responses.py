@@ -1,11 +1,12 @@
 """POST /v1/responses: OpenAI's Responses API, served by translating to chat completions."""
 from flask import Blueprint, g
 
-from deltallm.api.common import gateway, json_response, model_request, sse_response
+from deltallm.api.common import gateway, json_response, mcp_loop, model_request, sse_response
+from deltallm.mcp.loop import check_request
 from deltallm.operations import response
 from deltallm.schemas.responses import responses_request
 from deltallm.sse import event
-from deltallm.translate.responses import to_chat
+from deltallm.translate.responses import from_completion, mcp_items, to_chat
 from deltallm.translate.responses_stream import EventStream
 
 bp = Blueprint("responses", __name__)
@@ -15,9 +16,15 @@ bp = Blueprint("responses", __name__)
 @bp.post("/responses")
 def create_response():
     req, call = model_request(responses_request)
+    body = to_chat(req)
+    found = check_request(body)
+    if found:  # the gateway runs the model's MCP calls itself, turn by turn
+        completion, executed, offered = mcp_loop(call, body, found, req.get("max_tool_calls"))
+        answer = from_completion(completion, req)
+        answer["output"] = mcp_items(offered.listed, executed) + answer["output"]
+        return json_response(answer)
     if not req.get("stream"):
         return json_response(response(gateway(), call, req))
-    body = to_chat(req)
     router = gateway().router
     # Opened before the first byte, so upstream failures here are retried and answered as JSON errors.
     chunks = router.run(call, req["model"], lambda d: d.adapter.chat_stream(call, body))

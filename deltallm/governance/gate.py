@@ -25,17 +25,18 @@ class Ticket:
         self.closed = False
 
     def done(self, status, usage=None, *, deployment=None, price=None, images=0, characters=0,
-             seconds=0.0):
+             seconds=0.0, charge_failure=False):
         """The request reached an upstream and ended (response sent, stream finished or cut, upstream
         error): settle the reservations with the real usage and queue its usage record. `usage` is the
         OpenAI usage dict (for a cut stream: the tokens seen so far); `price` the serving deployment's
-        prices.Price. Failed requests (status >= 400) cost 0. Returns the cost; never raises."""
+        prices.Price. Failed requests (status >= 400) cost 0, unless `charge_failure` (model answers were
+        produced before a later step failed: an MCP tool loop). Returns the cost; never raises."""
         if self.closed:
             return 0.0
         self.closed = True
         try:
             cost = 0.0
-            if status < 400 and price is not None:
+            if (status < 400 or charge_failure) and price is not None:
                 cost = prices.cost(price, usage, images=images, characters=characters, seconds=seconds)
             record = make_record(key_id=self.policy.key_id, model=self.model, deployment=deployment,
                                  endpoint=self.endpoint, status=status, usage=usage, spend=cost,
@@ -106,4 +107,5 @@ def settle(call, status):
         prompt = tokens.count_prompt(call.body, call.tokenizer)
         completion = math.ceil(call.text_chars / 4)
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    ticket.done(status, usage, deployment=call.deployment.id, price=call.deployment.price, **call.units)
+    ticket.done(status, usage, deployment=call.deployment.id, price=call.deployment.price,
+                charge_failure=call.answered, **call.units)

@@ -26,7 +26,7 @@ class Call:
 
     __slots__ = ("request_id", "upstream_s", "deployment", "attempts", "deadline", "fallback", "may_use",
                  "fallbacks", "usage", "sink", "ticket", "units", "body", "text_chars", "streams",
-                 "tokenizer")
+                 "tokenizer", "answered")
 
     def __init__(self, request_id, deadline=None, may_use=None, fallbacks=None, sink=None):
         self.request_id = request_id
@@ -45,6 +45,7 @@ class Call:
         self.tokenizer = None         # ... with this model's tokenizer
         self.text_chars = 0           # streamed answer text seen, for a stream cut before its usage
         self.streams = []             # upstream streams still open, closed when the response ends
+        self.answered = False         # a model answer was produced: billed even if a later step fails
 
     def remaining(self):
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()

@@ -2,7 +2,10 @@
 
 Configure with `model: mock/<any-name>` and optionally `mock_response` (fixed reply text),
 `mock_latency_ms` (delay before the reply or first chunk) and `mock_chunk_delay_ms` (between
-stream chunks). A request may also carry `mock_response` itself, as with LiteLLM. Otherwise the
+stream chunks). `mock_tool_calls` makes it call the request's function tools: `first` (the first tool, or
+the one tool_choice names, when the last message is the user's), `all` (every tool at once, likewise) or
+`always` (the first tool on every turn, tool results or not); arguments are built to fit each tool's
+parameters schema. A request may also carry `mock_response` or `mock_tool_calls` itself, as with LiteLLM. Otherwise the
 reply is `This is a mock response to: <last user text>`. A reply stops after `max_tokens` words, and
 after MAX_REPLY_WORDS words or MAX_REPLY_CHARS characters in any case (finish_reason `length`).
 """
@@ -13,6 +16,7 @@ import time
 import uuid
 
 from deltallm.errors import InvalidRequest
+from deltallm.providers import mock_tools
 from deltallm.providers.base import Provider
 
 
@@ -46,6 +50,7 @@ class MockProvider(Provider):
         self.fixed = params.get("mock_response")
         self.latency = float(params.get("mock_latency_ms") or 0) / 1000
         self.chunk_delay = float(params.get("mock_chunk_delay_ms") or 0) / 1000
+        self.tool_mode = params.get("mock_tool_calls")
 
     def answer(self, body):
         """(reply words, finish_reason, usage) for a request."""
@@ -84,9 +89,12 @@ class MockProvider(Provider):
         words, finish, usage = self.answer(body)
         self.wait(call)
         out = self.envelope("chat.completion")
-        out["choices"] = [{"index": i, "message": {"role": "assistant", "content": " ".join(words),
-                                                   "refusal": None},
-                           "logprobs": None, "finish_reason": finish}
+        message = {"role": "assistant", "content": " ".join(words), "refusal": None}
+        calls = mock_tools.calls(body, body.get("mock_tool_calls", self.tool_mode))
+        if calls:
+            message, finish = {"role": "assistant", "content": None, "refusal": None, "tool_calls": calls}, \
+                "tool_calls"
+        out["choices"] = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish}
                           for i in range(body.get("n") or 1)]
         out["usage"] = usage
         return out
@@ -94,7 +102,19 @@ class MockProvider(Provider):
     def chat_stream(self, call, body):
         words, finish, usage = self.answer(body)
         self.wait(call)
+        calls = mock_tools.calls(body, body.get("mock_tool_calls", self.tool_mode))
+        if calls:
+            return self.tool_chunks(body.get("n") or 1, calls, usage)
         return self.chunks(body.get("n") or 1, words, finish, usage)
+
+    def tool_chunks(self, n, calls, usage):
+        base = self.envelope("chat.completion.chunk")
+        deltas = [{"role": "assistant", "content": None,
+                   "tool_calls": [dict(c, index=j) for j, c in enumerate(calls)]}, {}]
+        for delta, reason in zip(deltas, (None, "tool_calls")):
+            for index in range(n):
+                yield dict(base, choices=[{"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}])
+        yield dict(base, choices=[], usage=usage)
 
     def chunks(self, n, words, finish, usage):
         base = self.envelope("chat.completion.chunk")

@@ -2,6 +2,7 @@
 from marshmallow import RAISE, Schema, pre_load, validates, validates_schema
 
 from deltallm.errors import InvalidRequest
+from deltallm.mcp import tools as mcp_tools
 from deltallm.schemas.common import (MAX_TOKENS, Choice, StrictBool, StrictDict, StrictList, StrictNumber,
                                      StrictString)
 
@@ -102,8 +103,8 @@ def check_tool(i, tool):
     check_type(tool, dict, path, "an object")
     kind = tool.get("type")
     if kind == "mcp":
-        unsupported(f"{path}.type", "Tools of type 'mcp' are not supported yet on /v1/responses.",
-                    "unsupported_value")
+        mcp_tools.entry(i, tool)  # checked in full by the MCP tool loop's own rules
+        return
     if kind != "function":
         unsupported(f"{path}.type", f"Tools of type {kind!r} are not supported by this gateway; "
                     "only function tools are.", "unsupported_value")

@@ -27,7 +27,7 @@ def to_chat(req):
     # models refuse max_tokens, and every native adapter reads max_completion_tokens first.
     if req.get("max_output_tokens") is not None:
         body["max_completion_tokens"] = req["max_output_tokens"]
-    tools = [chat_tool(tool) for tool in req.get("tools") or []]
+    tools = [chat_tool(tool) for tool in req.get("tools") or []]  # MCP entries stay MCP entries
     if tools:  # chat upstreams refuse tool_choice / parallel_tool_calls without tools
         body["tools"] = tools
         if req.get("tool_choice") is not None:
@@ -94,6 +94,11 @@ def tool_output(output):
 
 
 def chat_tool(tool):
+    if tool["type"] == "mcp":  # run by the gateway's tool loop (mcp/loop.py), in chat's own shape
+        entry = dict(tool)
+        if "server_label" in entry:
+            entry["server"] = entry.pop("server_label")
+        return entry
     fn = {k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None}
     return {"type": "function", "function": fn}
 
@@ -133,6 +138,10 @@ def skeleton(req):
 
 
 def echo_tool(tool):
+    if tool["type"] == "mcp":
+        allowed = tool.get("allowed_tools")
+        return {"type": "mcp", "server_label": tool.get("server_label", tool.get("server")),
+                "allowed_tools": allowed, "require_approval": "never"}
     out = {"type": "function", "name": tool["name"], "parameters": tool.get("parameters"),
            "strict": tool.get("strict")}
     if tool.get("description") is not None:
@@ -193,3 +202,18 @@ def message_item(content, status):
 def function_item(call_id, name, arguments, status):
     return {"id": new_id("fc"), "type": "function_call", "status": status,
             "call_id": call_id or new_id("call"), "name": name or "", "arguments": arguments}
+
+
+def mcp_items(listed, executed):
+    """OpenAI's MCP output items: one `mcp_list_tools` per server offered, one `mcp_call` per call run."""
+    items = [{"id": new_id("mcpl"), "type": "mcp_list_tools", "server_label": key, "error": None,
+              "tools": [{"name": t["name"], "description": t.get("description"),
+                         "input_schema": t.get("inputSchema") or {"type": "object"},
+                         "annotations": t.get("annotations")} for t in tools]}
+             for key, tools in listed]
+    for record in executed:
+        items.append({"id": new_id("mcp"), "type": "mcp_call", "server_label": record["server"],
+                      "name": record["name"], "arguments": record["arguments"], "output": record["output"],
+                      "error": record["error"], "status": "failed" if record["error"] else "completed",
+                      "approval_request_id": None})
+    return items

@@ -1,0 +1,1 @@
+"""MCP: the Streamable HTTP client, the server registry, the /mcp gateway side and the tool loop."""
