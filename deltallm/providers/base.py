@@ -26,10 +26,11 @@ class Call:
 
     __slots__ = ("request_id", "upstream_s", "deployment", "attempts", "deadline", "fallback", "may_use",
                  "fallbacks", "usage", "sink", "ticket", "units", "body", "text_chars", "streams",
-                 "tokenizer")
+                 "tokenizer", "endpoint")
 
-    def __init__(self, request_id, deadline=None, may_use=None, fallbacks=None, sink=None):
+    def __init__(self, request_id, deadline=None, may_use=None, fallbacks=None, sink=None, endpoint=None):
         self.request_id = request_id
+        self.endpoint = endpoint      # the API endpoint called: the model's mode must serve it
         self.upstream_s = 0.0
         self.deployment = None
         self.attempts = 0
