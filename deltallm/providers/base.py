@@ -233,9 +233,17 @@ class Provider:
         """A speech request -> (iterator of audio bytes, content type or None)."""
         raise self.unsupported("text-to-speech")
 
-    def transcription(self, call, fields, upload):
-        """Form fields [(name, value)] and an upload (filename, bytes, type) -> (body bytes, content type)."""
+    def transcription(self, call, form):
+        """A streamed multipart form (api.upload.Form) -> (body bytes, content type)."""
         raise self.unsupported("transcription")
+
+    def translation(self, call, form):
+        """A streamed multipart form (api.upload.Form) -> (body bytes, content type)."""
+        raise self.unsupported("audio translation")
+
+    def rerank(self, call, body):
+        """A rerank request (schemas.rerank) -> the gateway's rerank response (providers.rerank)."""
+        raise self.unsupported("rerank")
 
 
 def connection_problem(exc):

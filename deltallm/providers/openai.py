@@ -4,8 +4,10 @@ from urllib3 import encode_multipart_formdata
 
 from deltallm.errors import UpstreamError
 from deltallm.providers.base import Provider, error_message, iter_bytes, iter_sse, not_a_completion
+from deltallm.providers import rerank
 from deltallm.providers.redact import clean
-from deltallm.providers.families import FAMILIES
+from deltallm.providers.families import FAMILIES, RERANK_API
+from deltallm.schemas.rerank import document_texts
 
 
 class OpenAIProvider(Provider):
@@ -60,6 +62,18 @@ class OpenAIProvider(Provider):
 
     def image_generation(self, call, body):
         return self.post_json(call, "/images/generations", body)
+
+    def rerank(self, call, body):
+        """`/rerank` in the shape `rerank_api` names (the family's default: Cohere/Jina's)."""
+        params = self.deployment.params
+        shape = params.get("rerank_api") or RERANK_API.get(self.deployment.provider, "cohere")
+        texts = document_texts(body)
+        payload = rerank.SHAPES[shape](body, self.deployment.model, texts)
+        resp = self.send(call, self.url("/rerank"), payload, headers=self.headers)
+        data = decode_json(resp.content, self.name)
+        out, units = rerank.response(self.name, data, shape, body, texts, self.deployment.model)
+        call.units["search_units"] = units
+        return out
 
     def speech(self, call, body):
         resp = self.send(call, self.url("/audio/speech"), self.prepare(body), headers=self.headers, stream=True)
