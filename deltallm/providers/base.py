@@ -168,8 +168,9 @@ class Provider:
             prepared.headers = sent = HeaderDict(headers or ())
             if "User-Agent" not in sent and sent.find("user-agent") is None:
                 sent["User-Agent"] = USER_AGENT
-            if data is not None:
+            if isinstance(data, (bytes, bytearray)):
                 sent["Content-Length"] = str(len(data))
+            # any other body is an iterable (a streamed upload): sent chunked unless headers give its length
             # Under gevent one timer bounds the whole attempt; elsewhere the socket under the body
             # is armed with the deadline (streams are armed by their readers, see streams.py).
             armed = not self.cooperative

@@ -31,7 +31,10 @@ class Req:
         self.path = environ["PATH_INFO"]
         self.query = environ.get("QUERY_STRING", "")
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        self.raw = environ["wsgi.input"].read(length) if length else b""
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            self.raw = environ["wsgi.input"].read()  # a streamed upload: read to its last chunk
+        else:
+            self.raw = environ["wsgi.input"].read(length) if length else b""
         self.headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items()
                         if k.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
