@@ -3,11 +3,11 @@ from deltallm.errors import InvalidRequest
 from deltallm.providers import rerank
 from deltallm.providers.base import Provider, translated
 from deltallm.providers.embedding_shapes import embedding_list, texts_of, vector
+from deltallm.providers.native_embeddings import COHERE_INPUT_TYPES, refuse_others
 from deltallm.providers.openai import decode_json
 from deltallm.schemas.rerank import document_texts
 
 MAX_TEXTS = 96  # Cohere's limit on the texts of one embed call: longer inputs are sent in parts
-INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")
 RERANK_EXTRA = ("priority", "relevant_spans")  # Cohere v2 rerank options passed on as sent
 
 
@@ -47,14 +47,11 @@ class CohereProvider(Provider):
     def embeddings(self, call, body):
         texts = texts_of(body, self.name)
         input_type = body.get("input_type") or self.deployment.model_info.get("input_type") or "search_document"
-        if input_type not in INPUT_TYPES:
-            raise InvalidRequest(f"Invalid value for 'input_type': must be one of {', '.join(INPUT_TYPES)}",
+        if input_type not in COHERE_INPUT_TYPES:
+            raise InvalidRequest(f"Invalid value for 'input_type': must be one of {', '.join(COHERE_INPUT_TYPES)}",
                                  param="input_type")
-        extra = {k: v for k, v in body.items() if k not in ("model", "input", "encoding_format", "dimensions",
-                                                             "input_type", "user")}
-        for field in extra:
-            if field not in ("truncate", "max_tokens", "priority"):
-                raise rerank.not_offered(self.name, field)
+        refuse_others(body, self.name, ("input_type", "truncate", "max_tokens", "priority"))
+        extra = {k: body[k] for k in ("truncate", "max_tokens", "priority") if k in body}
         vectors, tokens = [], 0
         for start in range(0, len(texts), MAX_TEXTS):
             payload = dict(extra, model=self.deployment.model, texts=texts[start:start + MAX_TEXTS],
