@@ -44,7 +44,9 @@ def audio_form(operation):
         raise InvalidRequest("Missing required parameter: 'file' (a multipart/form-data upload).", param="file")
     stream = request.environ.get("wsgi.input")
     if isinstance(stream, BoundedInput):
-        stream.allow(stream.seconds + gw.max_transcription_bytes / MIN_UPLOAD_RATE)
+        # as long as the declared size needs at a slow client's rate (a chunked body: the limit's)
+        length = min(request.content_length or gw.max_transcription_bytes, gw.max_transcription_bytes)
+        stream.allow(stream.seconds + length / MIN_UPLOAD_RATE)
     form = Form(MultipartReader(request.environ, gw.max_transcription_bytes), check_field)
     try:
         model = form.get("model")
