@@ -11,7 +11,7 @@ def create_app(config=None):
 
     from deltallm import config as config_module, db
     from deltallm.api import (access, admin, admin_mcp, admin_models, audio, auth, batches, chat, completions,
-                              embeddings, errors, files, health, key_info, mcp, models, responses)
+                              embeddings, errors, files, health, key_info, mcp, models, rerank, responses)
     from deltallm.gateway import Gateway
 
     settings = config_module.load(config)
@@ -23,8 +23,8 @@ def create_app(config=None):
     app.extensions["deltallm"] = Gateway(settings)
     errors.init_app(app)
     auth.init_app(app)
-    for module in (health, models, chat, completions, responses, embeddings, audio, key_info, admin, admin_models,
-                   admin_mcp, mcp):
+    for module in (health, models, chat, completions, responses, embeddings, audio, rerank, key_info, admin,
+                   admin_models, admin_mcp, mcp):
         app.register_blueprint(module.bp)
     if settings.general["embeddings_batch_enabled"]:  # otherwise /v1/files, /v1/batches are unknown routes (404)
         app.register_blueprint(files.bp)

@@ -142,6 +142,7 @@ class GeneralSettingsSchema(Schema):
     # hostile-input bounds (issue 6)
     max_stream_event_mb = fields.Float(load_default=8, validate=validate.Range(min=0, min_inclusive=False))
     max_prompts = fields.Integer(load_default=128, validate=validate.Range(min=1))
+    max_rerank_documents = fields.Integer(load_default=1000, validate=validate.Range(min=1))
     request_body_timeout = fields.Float(load_default=60, validate=validate.Range(min=0, min_inclusive=False))
     # governance: with Redis down, serve with per-worker limits (true) or refuse with 503 (false)
     rate_limit_fail_open = fields.Boolean(load_default=True)
@@ -389,6 +390,7 @@ def from_dict(raw, path=None, searched=None):
 def check_model(entry, where):
     """Provider prefixes must be known; checked at load so a typo fails at start, not per request."""
     from deltallm.providers import known_prefixes
+    from deltallm.providers.families import RERANK_APIS
     prefixes = known_prefixes()
     model = entry["params"]["model"]
     prefix = model.partition("/")[0] if "/" in model else "openai"
@@ -398,6 +400,9 @@ def check_model(entry, where):
     missing = missing_param(prefix, entry["params"])
     if missing:
         raise ConfigError(f"{where}.deltallm_params.{missing}")
+    rerank_api = entry["params"].get("rerank_api")
+    if rerank_api is not None and rerank_api not in RERANK_APIS:
+        raise ConfigError(f"{where}.deltallm_params.rerank_api: must be one of {', '.join(RERANK_APIS)}")
     mode = entry["model_info"].get("mode")
     if mode is not None and mode not in MODES:
         raise ConfigError(f"{where}.model_info.mode: must be one of {', '.join(MODES)}")

@@ -18,7 +18,7 @@ MCP_SERVER = {"url", "auth", "description"}
 MCP_AUTH = {"type", "token", "headers"}
 
 # deltallm_params keys that only one provider reads; elsewhere they are an error, not a no-op.
-_OPENAI_WIRE = {"organization", "stream_usage"}
+_OPENAI_WIRE = {"organization", "stream_usage", "rerank_api"}
 PROVIDER_PARAMS = {
     **{family: _OPENAI_WIRE for family in FAMILIES},
     "azure": _OPENAI_WIRE | {"api_version"},
@@ -27,6 +27,7 @@ PROVIDER_PARAMS = {
     "gemini": {"safety_settings"},
     "mock": {"mock_response", "mock_latency_ms", "mock_chunk_delay_ms", "mock_dimensions", "mock_tool_calls"},
     "anthropic": set(),
+    "cohere": set(),
 }
 
 PRICES = {
@@ -41,13 +42,13 @@ PRICES = {
     "input_cost_per_audio_per_second", "input_cost_per_video_per_second", "search_context_cost_per_query",
 }
 
-# model_info keys DeltaLLM reads: the deployment id, a group's strategy, and prices (base_model: whose)
-MODEL_INFO = {"id", "routing_strategy", "base_model"} | PRICES
+# model_info keys DeltaLLM reads: the deployment id, a group's strategy, prices (base_model: whose), the
+# endpoints it serves (mode) and an embedding model's default input_type (Cohere, Gemini's taskType)
+MODEL_INFO = {"id", "routing_strategy", "base_model", "mode", "input_type"} | PRICES
 
 # SPEC.md settings not built yet: accepted with a warning. Delete entries as the features land.
 PENDING = {
     "general_settings": {"cache", "metrics_token", "metrics_public", "metrics_key_labels"},
-    "model_info": {"mode"},
 }
 # routing strategies SPEC.md names that are not built yet (simple-shuffle is used instead)
 PENDING_STRATEGIES = set()

@@ -37,6 +37,7 @@ class Gateway:
         banner.warn_once_per_process(settings)
         # one legacy completions request fans out to one upstream call per prompt (and n choices each)
         self.max_prompts = settings.general["max_prompts"]
+        self.max_rerank_documents = settings.general["max_rerank_documents"]
         self.max_body_bytes = int(settings.general["max_request_body_mb"] * 1024 * 1024)
         # the 25 MB audio limit plus room for the other form fields
         self.max_transcription_bytes = int(settings.general["max_transcription_mb"] * 1024 * 1024) + 65536

@@ -5,6 +5,7 @@ from deltallm.errors import InvalidRequest
 from deltallm.schemas.chat import chat_request
 from deltallm.schemas.completions import completion_request
 from deltallm.schemas.embeddings import embedding_request
+from deltallm.schemas.rerank import too_many
 from deltallm.schemas.responses import responses_request
 from deltallm.translate import completions
 from deltallm.translate.responses import from_completion, to_chat
@@ -21,6 +22,11 @@ def chat(gw, call, body):
 
 def embeddings(gw, call, body):
     return gw.router.run(call, body["model"], lambda d: d.adapter.embeddings(call, body))
+
+
+def rerank(gw, call, body):
+    too_many(body, gw.max_rerank_documents)
+    return gw.router.run(call, body["model"], lambda d: d.adapter.rerank(call, body))
 
 
 def legacy_completion(gw, call, body):

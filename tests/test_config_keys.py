@@ -103,7 +103,6 @@ def test_known_but_ignored_settings_are_accepted_with_one_warning_each():
         f"callback_settings: {unsupported}",
         f"model_list[0].deltallm_params.temperature: {unsupported}",
         f"model_list[0].deltallm_params.max_retries: {unsupported} (use router_settings.num_retries)",
-        f"model_list[0].model_info.mode: {unbuilt}",
         f"model_list[0].model_info.supports_vision: {unsupported}",
         f"model_list[1].litellm_params.aws_role_name: {unsupported}",
         f"router_settings.redis_host: {unsupported} (use general_settings.redis_url)",
@@ -146,7 +145,6 @@ def test_spec_example_config_loads(tmp_path, monkeypatch):
     path.write_text(SPEC_EXAMPLE)
     settings = config.load(str(path))
     assert settings.warnings == [
-        "model_list[0].model_info.mode: ignored: not implemented yet",
         "deltallm_settings.fallbacks[0].gpt-4o-mini: no model group 'claude-haiku' in this config (it only "
         "works once /admin/models adds one)",
     ]

@@ -8,6 +8,7 @@ from openai.types import CreateEmbeddingResponse, ImagesResponse
 from deltallm import create_app, models
 from tests import openapi
 from tests.conftest import UPSTREAM, base_config
+from tests.test_audio_uploads import capture
 
 AZURE = "https://contoso.openai.azure.com/openai/deployments/emb-dep"
 
@@ -120,16 +121,17 @@ def test_speech_validation(client, auth):
 
 
 def test_transcription_forwards_the_upload(client, auth, upstream):
-    upstream.post(UPSTREAM + "/audio/transcriptions", json={"text": "hello"})
+    bodies = capture(upstream, UPSTREAM + "/audio/transcriptions", {"text": "hello"})
     resp = client.post("/v1/audio/transcriptions", headers=auth, content_type="multipart/form-data", data={
         "file": (io.BytesIO(b"RIFF....WAVEfmt "), "clip.wav", "audio/wav"), "model": "gpt-4o-mini",
         "language": "en", "response_format": "json", "timestamp_granularities[]": ["word", "segment"]})
     assert resp.status_code == 200 and resp.get_json() == {"text": "hello"}
     sent = upstream.calls[0].request
     assert sent.headers["Content-Type"].startswith("multipart/form-data; boundary=")
-    assert b'name="model"\r\n\r\ngpt-4o-mini' in sent.body
-    assert b'filename="clip.wav"' in sent.body and b"RIFF....WAVEfmt " in sent.body
-    assert sent.body.count(b'name="timestamp_granularities[]"') == 2
+    body = bodies[0]
+    assert b'name="model"\r\n\r\ngpt-4o-mini' in body
+    assert b'filename="clip.wav"' in body and b"RIFF....WAVEfmt " in body
+    assert body.count(b'name="timestamp_granularities[]"') == 2
 
 
 def test_transcription_errors(client, auth):

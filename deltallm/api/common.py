@@ -43,7 +43,8 @@ def sse_response(encoded_events, done=DONE):
 
 
 def new_call(fallbacks=None):
-    g.call = call = Call(g.request_id, may_use=g.principal.may_use_model, fallbacks=fallbacks)
+    g.call = call = Call(g.request_id, may_use=g.principal.may_use_model, fallbacks=fallbacks,
+                         endpoint=metering.endpoint())
     return call
 
 

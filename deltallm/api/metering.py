@@ -11,6 +11,8 @@ def gateway():
 
 def endpoint():
     rule = request.url_rule.rule if request.url_rule is not None else request.path
+    if rule.startswith("/v2/"):  # Cohere's v2 paths (its SDK's) are the same endpoints
+        rule = rule[3:]
     return rule if rule.startswith("/v1/") else "/v1" + rule
 
 

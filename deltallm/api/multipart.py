@@ -18,10 +18,11 @@ MAX_BUFFER = READ_SIZE + MAX_FIELD_BYTES
 
 
 class Part:
-    """One part: `name`, `filename` (None for a text field); its bytes come from `chunks()` or `text()`."""
+    """One part: `name`, `filename` (None for a text field), `content_type` (None if not sent); its bytes
+    come from `chunks()` or `text()`."""
 
-    def __init__(self, reader, name, filename):
-        self.reader, self.name, self.filename = reader, name, filename
+    def __init__(self, reader, name, filename, content_type=None):
+        self.reader, self.name, self.filename, self.content_type = reader, name, filename, content_type
         self.done = False
 
     def chunks(self):
@@ -89,5 +90,6 @@ class MultipartReader:
             if isinstance(event, (Field, File)):
                 if not event.name:
                     raise InvalidRequest("A multipart part has no name.")
-                part = Part(self, event.name, event.filename if isinstance(event, File) else None)
+                part = Part(self, event.name, event.filename if isinstance(event, File) else None,
+                            event.headers.get("content-type"))
                 yield part

@@ -25,7 +25,7 @@ class Ticket:
         self.closed = False
 
     def done(self, status, usage=None, *, deployment=None, price=None, images=0, characters=0,
-             seconds=0.0, charge_failure=False):
+             seconds=0.0, search_units=0, charge_failure=False):
         """The request reached an upstream and ended (response sent, stream finished or cut, upstream
         error): settle the reservations with the real usage and queue its usage record. `usage` is the
         OpenAI usage dict (for a cut stream: the tokens seen so far); `price` the serving deployment's
@@ -37,7 +37,8 @@ class Ticket:
         try:
             cost = 0.0
             if (status < 400 or charge_failure) and price is not None:
-                cost = prices.cost(price, usage, images=images, characters=characters, seconds=seconds)
+                cost = prices.cost(price, usage, images=images, characters=characters, seconds=seconds,
+                                    search_units=search_units)
             record = make_record(key_id=self.policy.key_id, model=self.model, deployment=deployment,
                                  endpoint=self.endpoint, status=status, usage=usage, spend=cost,
                                  latency_ms=int((time.monotonic() - self.started) * 1000),

@@ -17,6 +17,9 @@ FIELDS = {
     "per_image": ("output_cost_per_image", "cost_per_image"),
     "per_character": ("input_cost_per_character",),
     "per_second": ("input_cost_per_second", "input_cost_per_audio_second"),
+    # rerank: LiteLLM's name for a price per search unit (Cohere bills one per query of <=100 documents)
+    "per_search_unit": ("input_cost_per_query",),
+    "per_request": ("input_cost_per_request",),
 }
 # Bedrock cross-region inference profiles carry a region prefix in front of the model id
 REGION_PREFIXES = ("us.", "eu.", "apac.", "global.")
@@ -33,6 +36,8 @@ class Price(NamedTuple):
     per_image: float = 0.0
     per_character: float = 0.0
     per_second: float = 0.0
+    per_search_unit: float = 0.0
+    per_request: float = 0.0
 
 
 @functools.lru_cache(maxsize=4)
@@ -84,7 +89,7 @@ def _count(details, key):
     return int((details or {}).get(key) or 0) if isinstance(details, dict) else 0
 
 
-def cost(price, usage=None, *, images=0, characters=0, seconds=0.0):
+def cost(price, usage=None, *, images=0, characters=0, seconds=0.0, search_units=0, requests=1):
     """USD cost of one request from OpenAI-shaped usage (chat/completions/embeddings or responses'
     input/output_tokens); 0 with one warning per model when the price is unknown."""
     if not price.known:
@@ -100,7 +105,8 @@ def cost(price, usage=None, *, images=0, characters=0, seconds=0.0):
     cached = min(cached, prompt)
     cached_price = price.input if price.cached_input is None else price.cached_input
     total = ((prompt - cached) * price.input + cached * cached_price + completion * price.output
-             + images * price.per_image + characters * price.per_character + seconds * price.per_second)
+             + images * price.per_image + characters * price.per_character + seconds * price.per_second
+             + search_units * price.per_search_unit + requests * price.per_request)
     return round(total, 10)
 
 

@@ -51,7 +51,7 @@ def run_item(gw, principal, batch, item, stop=None):
             model = body["model"]
             if not principal.may_use_model(model):
                 raise PermissionDenied(f"This key is not allowed to use model `{model}`.", param="model")
-            call = Call(request_id, may_use=principal.may_use_model, fallbacks=fallbacks)
+            call = Call(request_id, may_use=principal.may_use_model, fallbacks=fallbacks, endpoint=batch.endpoint)
             gw.admit(call, principal, model, body, endpoint=batch.endpoint, batch_id=batch.id)
             result = operation.run(gw, call, body)
         except (RateLimited, LimiterUnavailable) as exc:  # the key's limits: wait (an exhausted budget fails)

@@ -10,6 +10,7 @@ NATIVE = {
     "gemini": "deltallm.providers.gemini:GeminiProvider",
     "bedrock": "deltallm.providers.bedrock:BedrockProvider",
     "azure": "deltallm.providers.azure:AzureProvider",
+    "cohere": "deltallm.providers.cohere:CohereProvider",
 }
 
 

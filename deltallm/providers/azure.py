@@ -38,6 +38,9 @@ class AzureProvider(OpenAIProvider):
     def chat_stream(self, call, body):
         return drop_filter_only_chunks(super().chat_stream(call, body))
 
+    def rerank(self, call, body):
+        raise self.unsupported("rerank")  # Azure OpenAI has no rerank endpoint
+
 
 def drop_filter_only_chunks(chunks):
     """Azure opens a stream with a chunk holding only `prompt_filter_results` (no choices, no usage,

@@ -26,10 +26,11 @@ class Call:
 
     __slots__ = ("request_id", "upstream_s", "deployment", "attempts", "deadline", "fallback", "may_use",
                  "fallbacks", "usage", "sink", "ticket", "units", "body", "text_chars", "streams",
-                 "tokenizer", "answered")
+                 "tokenizer", "answered", "endpoint")
 
-    def __init__(self, request_id, deadline=None, may_use=None, fallbacks=None, sink=None):
+    def __init__(self, request_id, deadline=None, may_use=None, fallbacks=None, sink=None, endpoint=None):
         self.request_id = request_id
+        self.endpoint = endpoint      # the API endpoint called: the model's mode must serve it
         self.upstream_s = 0.0
         self.deployment = None
         self.attempts = 0
@@ -168,8 +169,9 @@ class Provider:
             prepared.headers = sent = HeaderDict(headers or ())
             if "User-Agent" not in sent and sent.find("user-agent") is None:
                 sent["User-Agent"] = USER_AGENT
-            if data is not None:
+            if isinstance(data, (bytes, bytearray)):
                 sent["Content-Length"] = str(len(data))
+            # any other body is an iterable (a streamed upload): sent chunked unless headers give its length
             # Under gevent one timer bounds the whole attempt; elsewhere the socket under the body
             # is armed with the deadline (streams are armed by their readers, see streams.py).
             armed = not self.cooperative
@@ -233,9 +235,17 @@ class Provider:
         """A speech request -> (iterator of audio bytes, content type or None)."""
         raise self.unsupported("text-to-speech")
 
-    def transcription(self, call, fields, upload):
-        """Form fields [(name, value)] and an upload (filename, bytes, type) -> (body bytes, content type)."""
+    def transcription(self, call, form):
+        """A streamed multipart form (api.upload.Form) -> (body bytes, content type)."""
         raise self.unsupported("transcription")
+
+    def translation(self, call, form):
+        """A streamed multipart form (api.upload.Form) -> (body bytes, content type)."""
+        raise self.unsupported("audio translation")
+
+    def rerank(self, call, body):
+        """A rerank request (schemas.rerank) -> the gateway's rerank response (providers.rerank)."""
+        raise self.unsupported("rerank")
 
 
 def connection_problem(exc):

@@ -1,6 +1,7 @@
 """AWS Bedrock via the SigV4-signed Converse and ConverseStream APIs, translated to and from OpenAI chat."""
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import orjson
@@ -9,6 +10,9 @@ from deltallm.errors import ProviderMisconfigured, UpstreamError
 from deltallm.providers.base import Provider, map_status, not_a_completion, parse_json, translated
 from deltallm.providers.streams import iter_frames
 from deltallm.providers.bedrock_request import to_request
+from deltallm.providers.embedding_shapes import embedding_list, texts_of
+from deltallm.providers.native_embeddings import (bedrock_cohere_request, bedrock_cohere_vectors, bedrock_kind,
+                                                  titan_request, titan_vector)
 
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
                 "model_context_window_exceeded": "length", "tool_use": "tool_calls",
@@ -153,6 +157,9 @@ def load_botocore():
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
+MAX_CONCURRENT = 16  # Titan calls of one embeddings request in flight at once
+
+
 class BedrockProvider(Provider):
     """Converse for chat, ConverseStream (binary AWS event stream) for streaming chat."""
 
@@ -212,6 +219,28 @@ class BedrockProvider(Provider):
         if not isinstance(as_dict(data.get("output")).get("message"), dict):
             raise not_a_completion("bedrock", "a Converse response")
         return translated("bedrock", from_response, self.deployment, data, response_id(resp))
+
+    def embeddings(self, call, body):
+        """InvokeModel: Titan takes one text per call (sent concurrently), Cohere embed the list at once."""
+        kind = bedrock_kind(self.deployment.model)
+        if kind is None:
+            raise self.unsupported("embeddings for this model (Titan and Cohere embed models only)")
+        texts = texts_of(body, self.name)
+        if kind == "cohere":
+            resp = self.post(call, "invoke", bedrock_cohere_request(texts, body, self.deployment.model_info))
+            vectors = translated("bedrock", bedrock_cohere_vectors, parse_json(resp.content), len(texts))
+            tokens = resp.headers.get("x-amzn-bedrock-input-token-count") or "0"
+            return embedding_list(vectors, self.deployment.model, int(tokens) if tokens.isdigit() else 0, body)
+        payloads = [titan_request(self.deployment.model, text, body) for text in texts]
+
+        def one(payload):
+            return translated("bedrock", titan_vector, parse_json(self.post(call, "invoke", payload).content))
+        if len(payloads) == 1:
+            answers = [one(payloads[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(payloads), MAX_CONCURRENT)) as pool:
+                answers = list(pool.map(one, payloads))
+        return embedding_list([v for v, _ in answers], self.deployment.model, sum(t for _, t in answers), body)
 
     def chat_stream(self, call, body):
         resp = self.post(call, "converse-stream", to_request(self.deployment, body), stream=True)

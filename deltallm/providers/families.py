@@ -23,3 +23,9 @@ FAMILIES = {
     "jina": ("https://api.jina.ai/v1", False),
     "voyage": ("https://api.voyageai.com/v1", False),
 }
+
+# How a family's /rerank endpoint speaks (deltallm_params.rerank_api overrides it per deployment):
+# "cohere" is the Cohere/Jina shape vLLM and Infinity also serve, "voyage" Voyage's top_k/data shape,
+# "tei" Hugging Face text-embeddings-inference's texts/[{index, score}] shape.
+RERANK_APIS = ("cohere", "voyage", "tei")
+RERANK_API = {"voyage": "voyage"}

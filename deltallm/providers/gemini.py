@@ -8,7 +8,9 @@ import orjson
 
 from deltallm.errors import UpstreamError
 from deltallm.providers.base import Provider, iter_sse, map_status, not_a_completion, parse_json, translated
+from deltallm.providers.embedding_shapes import embedding_list, texts_of
 from deltallm.providers.gemini_request import call_id, to_request
+from deltallm.providers.native_embeddings import gemini_request, gemini_vectors
 
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(
     ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"), "content_filter")}
@@ -154,6 +156,14 @@ class GeminiProvider(Provider):
         chunks = translate_stream(resp, StreamTranslator(self.deployment))
         first = next(chunks)  # read the first record now: an error in it can still be retried
         return resume(first, chunks)
+
+    def embeddings(self, call, body):
+        """batchEmbedContents: one request per text; Gemini reports no token counts (usage is 0)."""
+        texts = texts_of(body, self.name)
+        payload = gemini_request(self.resource, texts, body, self.deployment.model_info)
+        resp = self.send(call, f"{self.api_base}/{self.resource}:batchEmbedContents", payload, headers=self.headers)
+        vectors = translated("gemini", gemini_vectors, decode(resp.content), len(texts))
+        return embedding_list(vectors, self.deployment.model, 0, body)
 
     def map_error(self, status, body, headers):
         payload = parse_json(body)

@@ -1,11 +1,12 @@
 """OpenAI and every OpenAI-compatible upstream (vLLM, Ollama, Groq, Mistral, Together, ...)."""
 import orjson
-from urllib3 import encode_multipart_formdata
 
-from deltallm.errors import UpstreamError
-from deltallm.providers.base import Provider, error_message, iter_bytes, iter_sse, not_a_completion
+from deltallm.errors import GatewayError, UpstreamError
+from deltallm.providers.base import Provider, error_message, iter_bytes, iter_sse, not_a_completion, parse_json
+from deltallm.providers import rerank
 from deltallm.providers.redact import clean
-from deltallm.providers.families import FAMILIES
+from deltallm.providers.families import FAMILIES, RERANK_API
+from deltallm.schemas.rerank import document_texts
 
 
 class OpenAIProvider(Provider):
@@ -61,17 +62,61 @@ class OpenAIProvider(Provider):
     def image_generation(self, call, body):
         return self.post_json(call, "/images/generations", body)
 
+    def rerank(self, call, body):
+        """`/rerank` in the shape `rerank_api` names (the family's default: Cohere/Jina's)."""
+        params = self.deployment.params
+        shape = params.get("rerank_api") or RERANK_API.get(self.deployment.provider, "cohere")
+        texts = document_texts(body)
+        payload = rerank.SHAPES[shape](body, self.deployment.model, texts)
+        resp = self.send(call, self.url("/rerank"), payload, headers=self.headers)
+        data = decode_json(resp.content, self.name)
+        out, units = rerank.response(self.name, data, shape, body, texts, self.deployment.model)
+        call.units["search_units"] = units
+        return out
+
     def speech(self, call, body):
         resp = self.send(call, self.url("/audio/speech"), self.prepare(body), headers=self.headers, stream=True)
         return iter_bytes(resp), resp.headers.get("Content-Type")
 
-    def transcription(self, call, fields, upload):
-        fields = [(k, self.deployment.model if k == "model" else v) for k, v in fields]
-        data, content_type = encode_multipart_formdata(fields + [("file", upload)])
+    def transcription(self, call, form):
+        return self.audio_form(call, "/audio/transcriptions", form)
+
+    def translation(self, call, form):
+        return self.audio_form(call, "/audio/translations", form)
+
+    def audio_form(self, call, path, form):
+        """The form (its file streamed, see api.upload) to `path`, with our model; (body, content type)."""
+        data, length = form.body(self.deployment.model)
         headers = {k: v for k, v in self.headers.items() if k != "Content-Type"}
-        headers["Content-Type"] = content_type
-        resp = self.send(call, self.url("/audio/transcriptions"), data=data, headers=headers)
+        headers["Content-Type"] = form.content_type()
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        try:
+            resp = self.send(call, self.url(path), data=data, headers=headers)
+        except GatewayError as exc:
+            if form.started:  # the upload is gone: no other deployment can be sent it
+                exc.retryable, exc.deployment_fault, exc.kind = False, False, None
+            raise
+        audio_usage(call, resp)
         return resp.content, resp.headers.get("Content-Type")
+
+
+def audio_usage(call, resp):
+    """What a JSON transcription reports: token usage (gpt-4o-transcribe) or seconds of audio (whisper)."""
+    if "json" not in (resp.headers.get("Content-Type") or ""):
+        return
+    data = parse_json(resp.content)
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if isinstance(usage, dict) and usage.get("type") == "tokens":
+        prompt, completion = usage.get("input_tokens") or 0, usage.get("output_tokens") or 0
+        if isinstance(prompt, int) and isinstance(completion, int):
+            call.add_usage({"prompt_tokens": prompt, "completion_tokens": completion,
+                            "total_tokens": prompt + completion})
+    seconds = usage.get("seconds") if isinstance(usage, dict) else None
+    if seconds is None and isinstance(data, dict):
+        seconds = data.get("duration")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        call.units["seconds"] = float(seconds)
 
 
 def decode_json(content, provider):

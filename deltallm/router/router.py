@@ -9,6 +9,7 @@ from deltallm.errors import (GatewayError, NoHealthyDeployments, RateLimited, Up
 from deltallm.providers.base import Call
 from deltallm.providers.redact import MASK
 from deltallm.router.deployment import secret_values
+from deltallm.router.modes import endpoint_mode, serves, serving
 from deltallm.router.policy import Policy
 from deltallm.router.strategies import choose
 from deltallm.state import LocalState, retry_after_seconds
@@ -59,6 +60,8 @@ class Router:
             name = self.registry.resolve(name)
             if name == group_name or not self.registry.has(name) or (may_use and not may_use(name)):
                 continue
+            if not any(serves(d, endpoint_mode(call.endpoint)) for d in self.registry.group(name)):
+                continue  # a fallback group of another mode (embeddings for chat) cannot answer
             if call.remaining() <= 0:
                 break
             try:
@@ -79,7 +82,8 @@ class Router:
         return max((d.timeout for d in group), default=self.policy.timeout)
 
     def run_group(self, call, group_name, operation):
-        group = self.registry.group(group_name)
+        # checked before any upstream call: a model of another mode is a 400, never an upstream error
+        group = serving(self.registry.group(group_name), endpoint_mode(call.endpoint), call.endpoint, group_name)
         strategy = self.policy.strategy_for(group_name)
         ids = [d.id for d in group]
         tried, last = {}, None
@@ -204,7 +208,7 @@ class Router:
         if call.deadline is None:
             call.deadline = time.monotonic() + self.timeout_for(self.registry.resolve(model_name))
         calls = [Call(call.request_id, deadline=call.deadline, may_use=call.may_use, fallbacks=call.fallbacks,
-                      sink=call) for _ in bodies]
+                      sink=call, endpoint=call.endpoint) for _ in bodies]
 
         def one(index):
             sub = calls[index]

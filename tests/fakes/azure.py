@@ -92,4 +92,5 @@ ROUTES = [
     ("POST", r"/openai/deployments/(?P<dep>[^/]+)/images/generations", like_openai(openai.images)),
     ("POST", r"/openai/deployments/(?P<dep>[^/]+)/audio/speech", like_openai(openai.speech)),
     ("POST", r"/openai/deployments/(?P<dep>[^/]+)/audio/transcriptions", like_openai(openai.transcriptions)),
+    ("POST", r"/openai/deployments/(?P<dep>[^/]+)/audio/translations", like_openai(openai.translations)),
 ]

@@ -220,7 +220,8 @@ def speech(req):
     return 200, [("Content-Type", SPEECH_TYPES[fmt])], pieces()
 
 
-def transcriptions(req):
+def audio_form(req, verb):
+    """Transcriptions and translations: `<verb> N bytes of NAME as MODEL`, in the asked format."""
     denied = check_auth(req)
     if denied:
         return denied
@@ -229,11 +230,19 @@ def transcriptions(req):
     _stream, form, files = parse_form_data(env)
     upload = files["file"]
     audio = upload.read()
-    text = f"heard {len(audio)} bytes of {upload.filename} as {form.get('model')}"
+    text = f"{verb} {len(audio)} bytes of {upload.filename} as {form.get('model')}"
     fmt = form.get("response_format") or "json"
     if fmt in ("text", "srt", "vtt"):
         return 200, [("Content-Type", "text/plain; charset=utf-8")], text.encode()
-    return json_reply(200, {"text": text})
+    return json_reply(200, {"text": text, "usage": {"type": "duration", "seconds": 3}})
+
+
+def transcriptions(req):
+    return audio_form(req, "heard")
+
+
+def translations(req):
+    return audio_form(req, "translated")
 
 
 ROUTES = [
@@ -242,4 +251,5 @@ ROUTES = [
     ("POST", r"/v1/images/generations", images),
     ("POST", r"/v1/audio/speech", speech),
     ("POST", r"/v1/audio/transcriptions", transcriptions),
+    ("POST", r"/v1/audio/translations", translations),
 ]

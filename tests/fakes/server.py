@@ -19,8 +19,9 @@ from gevent.pywsgi import WSGIServer  # noqa: E402
 
 from tests.fakes import common  # noqa: E402
 
-PROVIDERS = ["openai", "anthropic", "gemini", "bedrock", "azure"]
+PROVIDERS = ["openai", "anthropic", "gemini", "bedrock", "azure", "rerank"]
 RECORDED = []
+MAX_RECORDED = 1024 * 1024  # of a request body (a 20 MB upload is not kept whole)
 
 
 class Req:
@@ -31,7 +32,10 @@ class Req:
         self.path = environ["PATH_INFO"]
         self.query = environ.get("QUERY_STRING", "")
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        self.raw = environ["wsgi.input"].read(length) if length else b""
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            self.raw = environ["wsgi.input"].read()  # a streamed upload: read to its last chunk
+        else:
+            self.raw = environ["wsgi.input"].read(length) if length else b""
         self.headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items()
                         if k.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
@@ -74,7 +78,7 @@ def app(environ, start_response):
         if match and route_method == method:
             req = Req(environ, match)
             RECORDED.append({"method": method, "path": path, "query": req.query,
-                             "headers": req.headers, "body": req.raw.decode("utf-8", "replace")})
+                             "headers": req.headers, "body": req.raw[:MAX_RECORDED].decode("utf-8", "replace")})
             status, headers, body = handler(req)
             start_response(STATUS.get(status, f"{status} Status"), headers)
             return [body] if isinstance(body, bytes) else body
