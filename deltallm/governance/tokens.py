@@ -99,6 +99,26 @@ def warm(names=("o200k_base", "cl100k_base")):
         encoding(name)
 
 
+# Token counts of recent texts, keyed by (encoding, length, hash): a conversation resends its whole
+# history every turn, and a system prompt comes with every request, so most texts were counted
+# before; tokenizing them again dominated the limiter's cost for long histories. The text itself is
+# not kept. A hash collision (2^-64 odds per pair) would misestimate one reservation, which the real
+# usage corrects when the request settles.
+COUNTED = {}
+MAX_COUNTED = 16384
+
+
+def count_cached(enc, name, text):
+    key = (name, len(text), hash(text))
+    found = COUNTED.get(key)
+    if found is None:
+        found = len(enc.encode_ordinary(text))
+        if len(COUNTED) >= MAX_COUNTED:
+            COUNTED.clear()
+        COUNTED[key] = found
+    return found
+
+
 def count_texts(texts, model=None):
     """Tokens of strings for `model`'s family; past MAX_EXACT_CHARS in all, or for families without a
     tokenizer here, estimated from characters."""
@@ -114,7 +134,7 @@ def count_texts(texts, model=None):
             rest += len(text)
             continue
         head = text[:budget]
-        exact += len(enc.encode_ordinary(head))
+        exact += count_cached(enc, name, head)
         exact_chars += len(head)
         rest += len(text) - len(head)
         budget -= len(head)

@@ -81,3 +81,35 @@ def test_a_corrupt_rank_file_is_refused_and_counts_fall_back_to_estimates(tmp_pa
         assert tokens.count_text("x" * 40, "gpt-4o") == 10
     finally:
         tokens.encoding.cache_clear()
+
+
+def test_repeated_texts_are_counted_once_and_alike(monkeypatch):
+    """A conversation's earlier turns and a system prompt come back with every request: their counts
+    are remembered (by hash, not text), and a remembered count equals a fresh one."""
+    monkeypatch.setattr(tokens, "COUNTED", {})
+    enc = tokens.encoding("o200k_base")
+    calls = []
+    real = enc.encode_ordinary
+
+    class Spy:
+        def encode_ordinary(self, text):
+            calls.append(text)
+            return real(text)
+    history = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "héllo wörld " * 50}]
+    body = {"model": "gpt-4o", "messages": history}
+    fresh = tokens.count_prompt(body)
+    monkeypatch.setattr(tokens, "encoding", lambda name: Spy())
+    assert tokens.count_prompt(body) == fresh and calls == []  # every text was remembered
+    longer = {"model": "gpt-4o", "messages": history + [{"role": "user", "content": "and one more"}]}
+    tokens.count_prompt(longer)
+    assert calls == ["and one more"]  # only the new turn is tokenized
+    assert tokens.count_prompt({"model": "gpt-4o", "messages": [{"role": "user", "content": "and one mor"}]}) > 0
+    assert "and one mor" in calls  # a different text of another length is not mistaken for it
+
+
+def test_the_remembered_counts_are_bounded(monkeypatch):
+    monkeypatch.setattr(tokens, "COUNTED", {})
+    monkeypatch.setattr(tokens, "MAX_COUNTED", 10)
+    for i in range(25):
+        tokens.count_texts([f"text number {i}"], "gpt-4o")
+    assert len(tokens.COUNTED) <= 10
