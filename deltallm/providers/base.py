@@ -6,7 +6,6 @@ import time
 
 import orjson
 import requests
-from requests.models import PreparedRequest
 
 from deltallm.errors import (InvalidRequest, UpstreamAuthFailed, UpstreamError, UpstreamRateLimited,
                              UpstreamRejected, UpstreamTimeout)
@@ -14,7 +13,8 @@ from deltallm.providers.classify import classify
 from deltallm.providers.redact import clean
 from deltallm.providers.streams import iter_bytes, iter_sse, read_body  # noqa: F401 - adapters import them here
 from deltallm.providers.transport import (CONNECT_CAP, DEFAULT_OPTIONS, AttemptDeadline, HeaderDict, Timer,
-                                          cooperative, display_host, make_transport, proxies_for, verify_for)
+                                          UpstreamRequest, cooperative, display_host, make_transport, proxies_for,
+                                          verify_for)
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,8 @@ class Provider:
         if params.get("api_key"):
             headers[self.key_header[0]] = self.key_header[1].format(key=params["api_key"])
         headers.update(params.get("extra_headers") or {})
+        if not any(name.lower() == "user-agent" for name in headers):
+            headers["User-Agent"] = USER_AGENT
         self.headers = headers
         self.stream_headers = dict(headers, **{"Accept": "text/event-stream", "Accept-Encoding": "identity"})
 
@@ -164,11 +166,10 @@ class Provider:
         try:
             if payload is not None:
                 data = orjson.dumps(payload)
-            prepared = PreparedRequest()
-            prepared.method, prepared.url, prepared.body = method, url, data
-            prepared.headers = sent = HeaderDict(headers or ())
-            if "User-Agent" not in sent and sent.find("user-agent") is None:
-                sent["User-Agent"] = USER_AGENT
+            sent = HeaderDict(headers or ())
+            if not dict.__contains__(sent, "User-Agent") and sent.find("user-agent") is None:
+                sent["User-Agent"] = USER_AGENT  # the providers' own header sets have it already
+            prepared = UpstreamRequest(method, url, sent, data)
             if isinstance(data, (bytes, bytearray)):
                 sent["Content-Length"] = str(len(data))
             # any other body is an iterable (a streamed upload): sent chunked unless headers give its length

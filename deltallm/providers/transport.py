@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from requests import Response
 from requests.adapters import HTTPAdapter
+from requests.models import PreparedRequest
 from requests.cookies import RequestsCookieJar
 from requests.utils import get_encoding_from_headers
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -93,6 +94,19 @@ class Transport(HTTPAdapter):
         response.raw, response.reason, response.url = resp, resp.reason, req.url
         response.request, response.connection = req, self
         return response
+
+
+class UpstreamRequest(PreparedRequest):
+    """A prepared upstream request: the provider built its URL, headers and body already, and no
+    Session dispatches hooks here, so none of PreparedRequest's per-request tables are made."""
+
+    NO_HOOKS = {"response": ()}
+
+    def __init__(self, method, url, headers, body):  # noqa: D107 - PreparedRequest.__init__ minus the tables
+        self.method, self.url, self.headers, self.body = method, url, headers, body
+        self._cookies = None
+        self.body_position = None
+        self.hooks = self.NO_HOOKS
 
 
 class UpstreamResponse(Response):

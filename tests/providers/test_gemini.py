@@ -119,7 +119,7 @@ def test_generation_config(deployment, fields, expected):
 def test_client_key_never_reaches_gemini_and_api_base_defaults():
     dep = Deployment("gem", {"model": "gemini/gemini-1.5-pro", "api_key": "k"})
     assert dep.adapter.api_base == "https://generativelanguage.googleapis.com/v1beta"
-    assert dep.adapter.headers == {"Content-Type": "application/json", "x-goog-api-key": "k"}
+    assert dep.adapter.headers == {"Content-Type": "application/json", "x-goog-api-key": "k", "User-Agent": "deltallm/0.1"}
     tuned = Deployment("t", {"model": "gemini/tunedModels/my-model", "api_key": "k"})
     assert tuned.adapter.resource == "tunedModels/my-model"
 

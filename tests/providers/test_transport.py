@@ -4,6 +4,7 @@ import socket
 import threading
 
 import pytest
+import responses
 from requests.models import PreparedRequest
 
 from deltallm.providers.transport import CheckedConnection, HeaderDict, Transport, UpstreamResponse
@@ -159,3 +160,20 @@ def test_header_dict_finds_names_in_any_case_and_copies_as_a_plain_dict():
     copy = headers.copy()
     assert type(copy) is dict and copy == {"Content-Type": "application/json", "x-api-key": "k"}
     assert HeaderDict({"A": ""}).get("a", "d") == ""
+
+
+@pytest.mark.parametrize("extra, agent", [({}, "deltallm/0.1"), ({"user-agent": "mine/2"}, "mine/2"),
+                                          ({"User-Agent": "mine/3"}, "mine/3")])
+@responses.activate
+def test_exactly_one_user_agent_reaches_the_upstream(extra, agent):
+    from deltallm.providers.base import Call
+    from deltallm.router.deployment import Deployment
+    responses.add(responses.POST, "http://up.test/v1/chat/completions", json={
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]})
+    dep = Deployment("m", {"model": "openai/m", "api_base": "http://up.test/v1", "api_key": "k",
+                           "extra_headers": extra})
+    dep.adapter.chat(Call("req_1"), {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    sent = responses.calls[0].request.headers
+    names = [name for name in sent if name.lower() == "user-agent"]
+    assert len(names) == 1 and sent[names[0]] == agent and sent["user-agent"] == agent
