@@ -18,4 +18,4 @@ def endpoint():
 
 def admit(call, model, body, stream=False):
     """Check and reserve the key's limits for this request (429/503 when refused)."""
-    gateway().admit(call, g.principal, model, body, endpoint=endpoint(), stream=stream)
+    gateway().admit(call, g.principal, model, body, endpoint=call.endpoint or endpoint(), stream=stream)

@@ -71,6 +71,7 @@ class FakeMcp:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as real servers do: no 40 ms delayed-ACK stall per answer
 
             def log_message(self, *args):
                 pass
