@@ -60,9 +60,9 @@ def after(response):
         if call.fallback is not None:
             headers["x-deltallm-fallback"] = call.fallback
         if call.ticket is not None:
-            headers.update(call.ticket.headers)
+            headers.update(call.ticket.headers)  # x-ratelimit-*, on successes and errors alike
         if g.get("mcp_calls") is not None:
-            headers["x-deltallm-mcp-calls"] = str(g.mcp_calls)  # x-ratelimit-*, on successes and errors alike
+            headers["x-deltallm-mcp-calls"] = str(g.mcp_calls)  # MCP tool calls the gateway ran
     record = None
     if access.enabled():
         # the objects behind the proxies: the entry reads a dozen attributes
