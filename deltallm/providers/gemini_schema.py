@@ -17,7 +17,8 @@ def to_schema(schema, param, *, ordered=False):
 
     `$ref`s are inlined from `$defs`/`definitions` (recursion is refused); `type: [T, "null"]` and
     null `anyOf`/`oneOf` branches become `nullable`; `oneOf` becomes `anyOf`; `allOf` members merge;
-    `const` becomes a one-value `enum`; enum values become strings; types are upper-cased; other
+    `const` becomes a one-value `enum`, typed after its values when no `type` is given (a number
+    const must not come back as a string); enums stay on strings only; types are upper-cased; other
     `format`s and keywords (`additionalProperties`, `$schema`, `strict`, `patternProperties`, `not`,
     `exclusiveMinimum` ...) are dropped. `ordered` adds `propertyOrdering` (Gemini sorts keys otherwise).
     """
@@ -53,8 +54,8 @@ def to_schema(schema, param, *, ordered=False):
         types = [t for t in types if t != "null"]
         branches = node.get("anyOf") or node.get("oneOf")
         if not types and not branches:  # Gemini wants a type: infer the obvious one
-            types = ["string"] if "enum" in node or "const" in node else ["object"] if "properties" in node \
-                else ["array"] if "items" in node else []
+            types = [value_type(node)] if "enum" in node or "const" in node else ["object"] \
+                if "properties" in node else ["array"] if "items" in node else []
         if isinstance(branches, list):
             kept = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")]
             nullable = nullable or len(kept) < len(branches)
@@ -82,6 +83,20 @@ def to_schema(schema, param, *, ordered=False):
         return out
 
     return convert(schema, ())
+
+
+def value_type(node):
+    """The JSON type of an untyped `const`/`enum` node's values: boolean, integer or number when all
+    values are, else string."""
+    values = [node["const"]] if "const" in node else node.get("enum")
+    values = [v for v in values if v is not None] if isinstance(values, list) else []
+    if values and all(isinstance(v, bool) for v in values):
+        return "boolean"
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "integer"
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "number"
+    return "string"
 
 
 def shape_error(node):

@@ -9,7 +9,8 @@ gets a functionCall to the first declared (or first allowed) function with args 
 unknown request fields, a wrong key (400 API_KEY_INVALID) and a missing key (403). Directives:
 see common.py; forced statuses use Google's error shape (429 carries a RetryInfo detail).
 Like Gemini 3, a `gemini-3*` model signs its functionCall parts (`thoughtSignature`, base64) and
-refuses a history whose model turn has a functionCall without that exact signature on its first one.
+refuses a history whose model turn has a functionCall without that exact signature (or Google's
+documented placeholder "skip_thought_signature_validator") on its first one.
 """
 import itertools
 from urllib.parse import parse_qs
@@ -109,7 +110,7 @@ def check_request(req, body):
     if req.match.group("model").startswith("gemini-3"):
         for i, content in enumerate(contents):
             calls = [p for p in content.get("parts") or [] if "functionCall" in p]
-            if calls and calls[0].get("thoughtSignature") != SIGNATURE:
+            if calls and calls[0].get("thoughtSignature") not in (SIGNATURE, "skip_thought_signature_validator"):
                 return error(400, "Function call is missing a thought_signature in functionCall parts. "
                                   f"Additional data, function call `{calls[0]['functionCall'].get('name')}`, "
                                   f"position {i + 1}.")
