@@ -7,7 +7,7 @@ import orjson
 from deltallm.errors import ProviderMisconfigured, UpstreamError
 from deltallm.providers.base import Provider, map_status, not_a_completion, parse_json, translated
 from deltallm.providers.streams import iter_frames
-from deltallm.providers.bedrock_claude import answer_tool
+from deltallm.providers.bedrock_claude import answer_tool  # noqa: F401 - tests reach it here
 from deltallm.providers.bedrock_request import to_request
 from deltallm.providers.bedrock_response import (StreamState, from_response, from_stream_event,  # noqa: F401
                                                  new_id, usage)
