@@ -5,7 +5,7 @@ from deltallm.errors import GatewayError, UpstreamError
 from deltallm.providers.base import Provider, error_message, iter_bytes, iter_sse, not_a_completion, parse_json
 from deltallm.providers import rerank
 from deltallm.providers.redact import clean
-from deltallm.providers.families import FAMILIES, RERANK_API
+from deltallm.providers.families import CHAT_REWRITES, FAMILIES, GATEWAY_ONLY, METADATA_FAMILIES, RERANK_API
 from deltallm.schemas.rerank import document_texts
 
 
@@ -22,6 +22,9 @@ class OpenAIProvider(Provider):
         params = deployment.params
         self.stream_usage = bool(params.get("stream_usage", family[1]))
         self.use_headers(**({"OpenAI-Organization": params["organization"]} if params.get("organization") else {}))
+        # fields never forwarded, and the family's chat rewrites: settled once per deployment
+        self.gateway_only = GATEWAY_ONLY if deployment.provider in METADATA_FAMILIES else GATEWAY_ONLY + ("metadata",)
+        self.rewrites = CHAT_REWRITES.get(deployment.provider, {})
 
     def url(self, path):
         return self.api_base + path
@@ -30,15 +33,27 @@ class OpenAIProvider(Provider):
         """The upstream JSON body: the client's, with the deployment's model name."""
         payload = dict(body)
         payload["model"] = self.deployment.model
+        for name in self.gateway_only:
+            payload.pop(name, None)
+        return payload
+
+    def chat_payload(self, body):
+        """`prepare`, then the family's rewrites (renamed or dropped fields) for its chat endpoint."""
+        payload = self.prepare(body)
+        for name, new in self.rewrites.items():
+            if name in payload:
+                value = payload.pop(name)
+                if new is not None and value is not None and payload.get(new) is None:
+                    payload[new] = value
         return payload
 
     def chat(self, call, body):
-        payload = self.prepare(body)
+        payload = self.chat_payload(body)
         resp = self.send(call, self.url("/chat/completions"), payload, headers=self.headers)
         return completion(decode_json(resp.content, self.name), self.name)
 
     def chat_stream(self, call, body):
-        payload = self.prepare(body)
+        payload = self.chat_payload(body)
         payload["stream"] = True
         if self.stream_usage:
             options = dict(payload.get("stream_options") or {})
