@@ -11,6 +11,9 @@ see common.py; forced statuses use Google's error shape (429 carries a RetryInfo
 Like Gemini 3, a `gemini-3*` model signs its functionCall parts (`thoughtSignature`, base64) and
 refuses a history whose model turn has a functionCall without that exact signature (or Google's
 documented placeholder "skip_thought_signature_validator") on its first one.
+Like Google: Gemini 2.5 and later refuse presencePenalty/frequencyPenalty; thinkingConfig is refused
+by older models, thinkingLevel by 2.5 and thinkingBudget by 3; responseMimeType application/json next
+to functionDeclarations is refused; with includeThoughts the answer starts with a thought part.
 """
 import itertools
 from urllib.parse import parse_qs
@@ -104,6 +107,9 @@ def check_request(req, body):
                                           f"tools[{t}].function_declarations[{d}].parameters")
     if found:
         return found
+    found = model_problem(req.match.group("model"), body)
+    if found:
+        return error(400, found)
     contents = body.get("contents")
     if not contents:
         return error(400, "* GenerateContentRequest.contents: contents is not specified\n")
@@ -119,6 +125,27 @@ def check_request(req, body):
             return error(400, "Please use a valid role: user, model.")
         if not content.get("parts"):
             return error(400, f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n")
+    return None
+
+
+def model_problem(model, body):
+    """What this model generation refuses in generationConfig, or None."""
+    config = body.get("generationConfig") or {}
+    generation = 3 if model.startswith("gemini-3") else 2.5 if model.startswith("gemini-2.5") else 0
+    if generation and ({"presencePenalty", "frequencyPenalty"} & set(config)):
+        return "Penalty is not enabled for this model"
+    thinking = config.get("thinkingConfig")
+    if thinking is not None and (not generation or ("thinkingLevel" in thinking) == (generation == 2.5)):
+        return "Thinking level/budget is not supported for this model."
+    if config.get("responseMimeType") == "application/json" and body.get("tools"):
+        return "Function calling with a response mime type: 'application/json' is unsupported"
+    return None
+
+
+def thought(body, prompt):
+    """The thought summary part an includeThoughts request gets first, or None."""
+    if ((body.get("generationConfig") or {}).get("thinkingConfig") or {}).get("includeThoughts"):
+        return {"text": "Thinking about: " + prompt, "thought": True}
     return None
 
 
@@ -190,6 +217,7 @@ def generate(req):
         return refused.reply
     model = req.match.group("model")
     parts = [signed(call, model)] if call else [{"text": " ".join(words)}]
+    parts = [p for p in (thought(body, _prompt),) if p] + parts
     return json_reply(200, response(body, model, parts, finish, len(words), f"fake-{next(RESPONSE_IDS)}"))
 
 
@@ -208,6 +236,9 @@ def stream(req):
         return b"data: " + orjson.dumps(data) + b"\r\n\r\n"
 
     def gen():
+        first = thought(body, prompt)
+        if first:
+            yield record([first], False, 0)
         if call:
             yield record([signed(call, model)], True, 1)
             return
