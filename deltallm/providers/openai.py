@@ -9,6 +9,12 @@ from deltallm.providers.families import CHAT_REWRITES, FAMILIES, GATEWAY_ONLY, M
 from deltallm.schemas.rerank import document_texts
 
 
+# What native adapters return on assistant messages (Gemini/Bedrock reasoning) and clients echo back in
+# their history: OpenAI-compatible upstreams refuse them (DeepSeek answers 400 to reasoning_content in
+# input), so a follow-up turn routed to one of them in a mixed group goes without.
+REASONING_ECHO = frozenset({"reasoning_content", "thinking_blocks"})
+
+
 class OpenAIProvider(Provider):
     """Pass-through: the request goes up as sent (unknown fields included), with our model and key."""
 
@@ -40,6 +46,10 @@ class OpenAIProvider(Provider):
     def chat_payload(self, body):
         """`prepare`, then the family's rewrites (renamed or dropped fields) for its chat endpoint."""
         payload = self.prepare(body)
+        messages = payload.get("messages")
+        if isinstance(messages, list) and any(isinstance(m, dict) and REASONING_ECHO & m.keys() for m in messages):
+            payload["messages"] = [{k: v for k, v in m.items() if k not in REASONING_ECHO}
+                                   if isinstance(m, dict) else m for m in messages]
         for name, new in self.rewrites.items():
             if name in payload:
                 value = payload.pop(name)

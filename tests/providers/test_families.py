@@ -66,3 +66,13 @@ def test_gateway_only_fields_never_go_upstream(family):
 def test_every_rule_names_a_known_family():
     from deltallm.providers.families import FAMILIES
     assert set(CHAT_REWRITES) <= set(FAMILIES)
+
+
+def test_reasoning_echoed_from_a_native_answer_is_not_forwarded():
+    history = [{"role": "user", "content": "hi"},
+               {"role": "assistant", "content": None, "reasoning_content": "r", "thinking_blocks": [
+                   {"type": "thinking", "thinking": "r", "signature": "s"}], "tool_calls": [
+                   {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "ok"}]
+    assert sent("deepseek", {"model": "x", "messages": history})["messages"] == [
+        history[0], {"role": "assistant", "content": None, "tool_calls": history[1]["tool_calls"]}, history[2]]
