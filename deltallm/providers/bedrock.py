@@ -152,13 +152,23 @@ class BedrockProvider(Provider):
         request = to_request(self.deployment, body)
         resp = self.post(call, "converse-stream", request, stream=True)
         events = iter_events(resp, self.botocore.eventstream)
-        # Read the first event now: an exception event before any output is raised from here,
-        # where the router can still retry or fail over.
-        first = next(events, None)
-        if first is None:
-            raise UpstreamError("bedrock upstream closed the stream without any event")
+        # Read up to the first event after messageStart now, and translate it: an exception event, or a
+        # stop with nothing usable (malformed output) before any content, is raised from here, where
+        # the router can still retry or fail over.
         state = StreamState(self.deployment, response_id(resp), answer_tool(body, request))
-        return translate(state, first, events)
+        head = []
+        try:
+            for event in events:
+                head.extend(translated("bedrock", from_stream_event, state, *event))
+                if event[0] != "messageStart":
+                    break
+            else:
+                if not state.role_sent:
+                    raise UpstreamError("bedrock upstream closed the stream without any event")
+        except BaseException:
+            events.close()
+            raise
+        return translate(state, head, events)
 
 
 def response_id(resp):
@@ -166,9 +176,9 @@ def response_id(resp):
     return f"chatcmpl-{request_id}" if request_id else new_id()
 
 
-def translate(state, first, events):
+def translate(state, head, events):
     try:
-        yield from translated("bedrock", from_stream_event, state, *first)
+        yield from head
         for event in events:
             yield from translated("bedrock", from_stream_event, state, *event)
     finally:

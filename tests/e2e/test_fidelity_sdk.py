@@ -1,6 +1,7 @@
 """Issue 12 end to end: a two-turn tool loop with reasoning through the Gemini and Bedrock fakes, with
 the official SDK, and what the client sees of the Gemini/Bedrock/family translation rules."""
 import json
+import time
 
 import pytest
 
@@ -90,3 +91,20 @@ def test_legacy_functions_through_gemini(client):
                      {"role": "function", "name": "lookup", "content": "sunny"}]
     second = client.chat.completions.create(model="gemini", messages=history, functions=[TOOLS[0]["function"]])
     assert second.choices[0].message.content == "echo: Find the weather"
+
+
+@pytest.mark.parametrize("model, reason, stream", [
+    ("gemini-retry", "MALFORMED_FUNCTION_CALL", False), ("gemini-retry", "UNEXPECTED_TOOL_CALL", True),
+    ("bedrock-retry", "malformed_tool_use", False), ("bedrock-retry", "malformed_model_output", True)])
+def test_broken_model_output_is_retried_not_passed_as_stop(client, model, reason, stream, upstream_log):
+    """A malformed answer is an upstream error the router retries (here the retry answers); one failure
+    per deployment and test, so no cooldown (allowed_fails 3) reaches the other tests."""
+    prompt = f"Weather [[finish:{reason}]][[once]] {stream} {time.time()}"
+    kwargs = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kwargs)
+                       if c.choices)
+    else:
+        text = client.chat.completions.create(**kwargs).choices[0].message.content
+    assert text.startswith("echo: Weather")  # the retry's answer, not an empty "stop"
+    assert len(upstream_log()) == 2

@@ -242,6 +242,9 @@ def handle(req, streaming):
         kind, message = ERRORS.get(status, ("InternalServerException", f"forced status {status}"))
         return error(status, kind, message)
     blocks, stop, tokens = answer(body)
+    forced = directives.forced_finish(prompt)
+    if forced:
+        blocks, stop = [], forced
     if streaming:
         return stream(blocks, stop, tokens, prompt)
     reply = {"output": {"message": {"role": "assistant", "content": blocks}}, "stopReason": stop,

@@ -190,6 +190,9 @@ def answer(req):
     finish = "STOP"
     if limit is not None and len(words) > limit:
         words, finish = words[:limit], "MAX_TOKENS"
+    forced = directives.forced_finish(prompt)
+    if forced:
+        return body, prompt, [], forced, None
     return body, prompt, words, finish, function_call(body, directives.reply_text(prompt))
 
 
