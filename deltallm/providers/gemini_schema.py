@@ -67,8 +67,10 @@ def to_schema(schema, param, *, ordered=False):
         enum = [node["const"]] if "const" in node else node.get("enum")
         if isinstance(enum, list):
             nullable = nullable or None in enum
-            if out.get("type") == "STRING":  # Gemini allows enum on strings only; elsewhere it is dropped
+            if out.get("type") == "STRING":  # Gemini allows enum on strings only
                 out["enum"] = [v if isinstance(v, str) else orjson.dumps(v).decode() for v in enum if v is not None]
+            else:
+                out.update(value_bounds(node, [v for v in enum if v is not None], out.get("type")))
         if isinstance(node.get("properties"), dict):
             out["properties"] = {k: convert(v, seen) for k, v in node["properties"].items()}
             if ordered and len(out["properties"]) > 1 and "propertyOrdering" not in node:
@@ -83,6 +85,19 @@ def to_schema(schema, param, *, ordered=False):
         return out
 
     return convert(schema, ())
+
+
+def value_bounds(node, values, kind):
+    """What keeps a number/boolean enum or const (Gemini takes `enum` on strings only): numbers within
+    `minimum`/`maximum` (exact for a single value), and the allowed values in the description."""
+    out = {}
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if kind in ("INTEGER", "NUMBER") and numbers and len(numbers) == len(values):
+        out.update((key, bound(numbers)) for key, bound in (("minimum", min), ("maximum", max)) if key not in node)
+    if values:
+        allowed = ", ".join(orjson.dumps(v).decode() for v in values)
+        out["description"] = (node["description"] + " " if node.get("description") else "") + f"One of: {allowed}."
+    return out
 
 
 def value_type(node):

@@ -2,7 +2,9 @@
 the official SDK, and what the client sees of the Gemini/Bedrock/family translation rules."""
 import json
 import time
+from typing import Literal
 
+import pydantic
 import pytest
 
 from tests import openapi
@@ -108,3 +110,19 @@ def test_broken_model_output_is_retried_not_passed_as_stop(client, model, reason
         text = client.chat.completions.create(**kwargs).choices[0].message.content
     assert text.startswith("echo: Weather")  # the retry's answer, not an empty "stop"
     assert len(upstream_log()) == 2
+
+
+class Versioned(pydantic.BaseModel):
+    version: Literal[2]
+    flag: Literal[True]
+    ratio: Literal[0.5, 1.5]
+    name: Literal["a", "b"]
+
+
+def test_structured_output_with_number_and_boolean_literals_parses(client, upstream_log):
+    """Gemini answers numbers and booleans for a pydantic model's number/boolean literals (not "2")."""
+    out = client.chat.completions.parse(model="gemini", response_format=Versioned,
+                                        messages=[{"role": "user", "content": "Describe [[json]]"}])
+    assert out.choices[0].message.parsed == Versioned(version=2, flag=True, ratio=0.5, name="a")
+    schema = json.loads(upstream_log()[-1]["body"])["generationConfig"]["responseSchema"]
+    assert schema["properties"]["version"]["type"] == "INTEGER"

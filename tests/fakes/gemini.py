@@ -11,7 +11,9 @@ see common.py; forced statuses use Google's error shape (429 carries a RetryInfo
 Like Gemini 3, a `gemini-3*` model signs its functionCall parts (`thoughtSignature`, base64) and
 refuses a history whose model turn has a functionCall without that exact signature (or Google's
 documented placeholder "skip_thought_signature_validator") on its first one.
-Like Google: Gemini 2.5 and later refuse presencePenalty/frequencyPenalty; thinkingConfig is refused
+A `[[json]]` prompt under a responseSchema is answered with a JSON value built from that schema (the
+first enum value, a number's minimum, a boolean or number the description's "One of: ..." names, as a
+model reading it would). Like Google: Gemini 2.5 and later refuse presencePenalty/frequencyPenalty; thinkingConfig is refused
 by older models, thinkingLevel by 2.5 and thinkingBudget by 3; responseMimeType application/json next
 to functionDeclarations is refused; with includeThoughts the answer starts with a thought part.
 """
@@ -193,7 +195,27 @@ def answer(req):
     forced = directives.forced_finish(prompt)
     if forced:
         return body, prompt, [], forced, None
+    schema = (body.get("generationConfig") or {}).get("responseSchema")
+    if schema and "json" in directives.parse(prompt):
+        return body, prompt, [orjson.dumps(example(schema)).decode()], finish, None
     return body, prompt, words, finish, function_call(body, directives.reply_text(prompt))
+
+
+def example(schema):
+    """A value valid against a Gemini Schema, as a model following it (and its description) answers."""
+    kind = schema.get("type")
+    named = (schema.get("description") or "").rpartition("One of: ")[2].rstrip(".")
+    if kind == "OBJECT":
+        return {name: example(sub) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "ARRAY":
+        return [example(schema.get("items") or {"type": "STRING"})]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if kind in ("INTEGER", "NUMBER", "BOOLEAN") and named:
+        return orjson.loads(named.split(", ")[0])
+    if kind in ("INTEGER", "NUMBER"):
+        return schema.get("minimum", 0)
+    return {"BOOLEAN": False, "STRING": "text"}.get(kind) if kind else None
 
 
 def usage(body, output_tokens):

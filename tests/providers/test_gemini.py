@@ -250,7 +250,8 @@ def test_json_schema_is_converted_to_gemini_schema(deployment):
             "kind": {"type": "STRING", "enum": ["person"]},
             "score": {"anyOf": [{"type": "NUMBER"}, {"type": "STRING"}]},
             "when": {"type": "STRING", "format": "date-time"},
-            "level": {"type": "INTEGER", "nullable": True},
+            "level": {"type": "INTEGER", "nullable": True, "minimum": 1, "maximum": 2,
+                      "description": "One of: 1, 2."},
             "extra": {"type": "OBJECT", "properties": {"x": {"type": "STRING", "enum": ["a", "3"]}}}}}}
 
 

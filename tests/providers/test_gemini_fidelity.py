@@ -40,7 +40,9 @@ def test_untyped_const_and_enum_are_typed_after_their_values():
         "name": "v", "schema": schema}})["generationConfig"]
     assert config == {"responseMimeType": "application/json", "responseSchema": {
         "type": "OBJECT", "properties": {
-            "version": {"type": "INTEGER"}, "flag": {"type": "BOOLEAN"}, "ratio": {"type": "NUMBER"},
+            "version": {"type": "INTEGER", "minimum": 2, "maximum": 2, "description": "One of: 2."},
+            "flag": {"type": "BOOLEAN", "description": "One of: true."},
+            "ratio": {"type": "NUMBER", "minimum": 0.5, "maximum": 1, "description": "One of: 0.5, 1."},
             "name": {"type": "STRING", "enum": ["a", "b"]}, "mixed": {"type": "STRING", "enum": ["1", "x"]}},
         "required": ["version"], "propertyOrdering": ["version", "flag", "ratio", "name", "mixed"]}}
 
