@@ -31,6 +31,10 @@ def to_request(deployment, body):
             raise InvalidRequest(f"message role {role!r} is not supported", param=f"messages[{i}].role")
     if messages and messages[0]["role"] == "assistant":  # Converse wants the user to speak first
         messages.insert(0, {"role": "user", "content": list(OPENING_TURN["content"])})
+    if budget is not None and unsigned_tool_turn(messages):
+        # Claude refuses thinking when the last assistant turn called a tool without its signed
+        # reasoning (history from another model of a mixed group): this turn runs without thinking.
+        budget = None
     instruction, json_tools = json_object_tool(body, claude, budget)
     if instruction:
         system.append({"text": instruction})
@@ -52,6 +56,12 @@ def to_request(deployment, body):
     else:
         tool_blocks_as_text(messages)
     return request
+
+
+def unsigned_tool_turn(messages):
+    """Whether the last assistant turn calls a tool without starting with a reasoning block."""
+    turn = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), None)
+    return bool(turn) and any("toolUse" in b for b in turn) and "reasoningContent" not in turn[0]
 
 
 def tool_blocks_as_text(messages):

@@ -1,4 +1,5 @@
 """Gemini generationConfig for an OpenAI chat request: sampling, limits, JSON output and thinking."""
+import functools
 import re
 
 import orjson
@@ -20,6 +21,7 @@ JSON_INSTRUCTION = ("Unless you call a function, respond with a single valid JSO
                     "else: no prose, no Markdown code fences.")
 
 
+@functools.lru_cache(maxsize=256)
 def generation(model):
     """3 for Gemini 3 and later, 2.5 for Gemini 2.5, 0 for older (non-thinking) models."""
     match = THINKING_MODEL.search(model)

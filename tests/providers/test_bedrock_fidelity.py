@@ -154,3 +154,14 @@ def test_pinned_request_bytes_for_thinking_tool_loop():
         "inferenceConfig": {"maxTokens": 5120},
         "additionalModelRequestFields": {"thinking": {"type": "enabled", "budget_tokens": 1024}},
         "toolConfig": {"tools": [{"toolSpec": {"name": "weather", "inputSchema": {"json": {"type": "object"}}}}]}})
+
+
+def test_thinking_skipped_for_a_tool_turn_without_signed_reasoning():
+    """History from another model of a mixed group: Claude refuses thinking there, so it is not sent."""
+    history = [*USER, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_abc", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_abc", "content": "sunny"}]
+    payload = request(messages=history, tools=[WEATHER], reasoning_effort="low", temperature=0.2)
+    assert "additionalModelRequestFields" not in payload
+    assert payload["inferenceConfig"] == {"temperature": 0.2}
+    assert request(reasoning_effort="low")["additionalModelRequestFields"]["thinking"]["budget_tokens"] == 2048
