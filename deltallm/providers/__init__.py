@@ -1,4 +1,5 @@
 """Registry of provider adapters, keyed by the model prefix in `deltallm_params.model`."""
+import functools
 import importlib
 
 from deltallm.providers.families import FAMILIES
@@ -18,11 +19,15 @@ def known_prefixes():
     return set(FAMILIES) | set(NATIVE)
 
 
+@functools.cache
 def provider_class(prefix):
-    """The adapter class for a prefix; KeyError for an unknown one."""
+    """The adapter class for a prefix; KeyError for an unknown one. Native APIs that know only tools
+    get the legacy `functions` fields translated (OpenAI-compatible upstreams still take them)."""
     if prefix in NATIVE:
         module, _, cls = NATIVE[prefix].partition(":")
-        return getattr(importlib.import_module(module), cls)
+        cls = getattr(importlib.import_module(module), cls)
+        from deltallm.translate.legacy import NATIVE_TOOLS_ONLY, accepting_functions
+        return accepting_functions(cls) if prefix in NATIVE_TOOLS_ONLY else cls
     if prefix in FAMILIES:
         from deltallm.providers.openai import OpenAIProvider
         return OpenAIProvider

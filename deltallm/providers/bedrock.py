@@ -1,6 +1,4 @@
 """AWS Bedrock via the SigV4-signed Converse and ConverseStream APIs, translated to and from OpenAI chat."""
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -9,14 +7,14 @@ import orjson
 from deltallm.errors import ProviderMisconfigured, UpstreamError
 from deltallm.providers.base import Provider, map_status, not_a_completion, parse_json, translated
 from deltallm.providers.streams import iter_frames
+from deltallm.providers.bedrock_claude import answer_tool  # noqa: F401 - tests reach it here
 from deltallm.providers.bedrock_request import to_request
+from deltallm.providers.bedrock_response import (StreamState, from_response, from_stream_event,  # noqa: F401
+                                                 new_id, usage)
 from deltallm.providers.embedding_shapes import embedding_list, texts_of
 from deltallm.providers.native_embeddings import (bedrock_cohere_request, bedrock_cohere_vectors, bedrock_kind,
                                                   titan_request, titan_vector)
 
-STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                "model_context_window_exceeded": "length", "tool_use": "tool_calls",
-                "guardrail_intervened": "content_filter", "content_filtered": "content_filter"}
 # Bedrock error kinds (x-amzn-ErrorType, or :exception-type inside a stream, compared lower-case)
 # mapped to the status that tells the router what to do: quota errors come as 400 but are retryable,
 # model errors come as 424 but are the upstream's fault, stream exceptions carry no status at all.
@@ -28,100 +26,6 @@ KIND_STATUS = {
     "modelerrorexception": 502, "modelstreamerrorexception": 502,
     "internalserverexception": 500, "serviceunavailableexception": 503,
 }
-
-
-# -- Converse response / stream events -> OpenAI ---------------------------------------------------
-def from_response(deployment, data, response_id=None):
-    """An OpenAI chat.completion for a Converse response."""
-    text, tool_calls = [], []
-    for block in ((data.get("output") or {}).get("message") or {}).get("content") or []:
-        if "text" in block:
-            text.append(block["text"])
-        elif "toolUse" in block:
-            use = block["toolUse"]
-            tool_calls.append({"id": use.get("toolUseId"), "type": "function", "function": {
-                "name": use.get("name"), "arguments": orjson.dumps(use.get("input") or {}).decode()}})
-        # reasoningContent, citations ...: no OpenAI chat equivalent, dropped
-    message = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None,
-               "refusal": None}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    return {"id": response_id or new_id(), "object": "chat.completion", "created": int(time.time()),
-            "model": deployment.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": STOP_REASONS.get(data.get("stopReason"), "stop")}],
-            "usage": usage(data.get("usage"))}
-
-
-def usage(raw):
-    raw = raw or {}
-    cached = raw.get("cacheReadInputTokens") or 0
-    prompt = (raw.get("inputTokens") or 0) + cached + (raw.get("cacheWriteInputTokens") or 0)
-    completion = raw.get("outputTokens") or 0
-    result = {"prompt_tokens": prompt, "completion_tokens": completion,
-              "total_tokens": prompt + completion}
-    if cached:
-        result["prompt_tokens_details"] = {"cached_tokens": cached}
-    return result
-
-
-def new_id():
-    return "chatcmpl-" + uuid.uuid4().hex
-
-
-class StreamState:
-    """What translating one ConverseStream remembers between events."""
-
-    def __init__(self, deployment, response_id=None):
-        self.id = response_id or new_id()
-        self.model = deployment.model
-        self.created = int(time.time())
-        self.role_sent = False
-        self.finished = False
-        self.tools = {}  # Converse contentBlockIndex -> OpenAI tool_calls index
-        self.filled = set()  # tool blocks whose input got any JSON text
-
-    def chunk(self, delta, finish_reason=None, **extra):
-        choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None,
-                                             "finish_reason": finish_reason}]
-        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": choices, **extra}
-
-
-def from_stream_event(state, event, payload):
-    """The OpenAI chunks (often none) that one ConverseStream event stands for."""
-    out = []
-    if not state.role_sent and event in ("messageStart", "contentBlockStart", "contentBlockDelta",
-                                         "messageStop"):
-        state.role_sent = True
-        out.append(state.chunk({"role": "assistant", "content": ""}))
-    index = payload.get("contentBlockIndex")
-    if event == "contentBlockStart":
-        use = (payload.get("start") or {}).get("toolUse")
-        if use:
-            state.tools[index] = len(state.tools)
-            out.append(state.chunk({"tool_calls": [{
-                "index": state.tools[index], "id": use.get("toolUseId"), "type": "function",
-                "function": {"name": use.get("name"), "arguments": ""}}]}))
-    elif event == "contentBlockDelta":
-        delta = payload.get("delta") or {}
-        if delta.get("text"):
-            out.append(state.chunk({"content": delta["text"]}))
-        elif "toolUse" in delta and index in state.tools:
-            arguments = delta["toolUse"].get("input") or ""
-            state.filled.update([index] if arguments else [])
-            out.append(state.chunk({"tool_calls": [{"index": state.tools[index], "function": {
-                "arguments": arguments}}]}))
-    elif event == "contentBlockStop" and index in state.tools and index not in state.filled:
-        # a tool called without input streams no JSON, which would leave the client with arguments
-        # "" (json.loads fails); OpenAI and the non-streamed answer say "{}"
-        out.append(state.chunk({"tool_calls": [{"index": state.tools[index], "function": {"arguments": "{}"}}]}))
-    elif event == "messageStop":
-        state.finished = True
-        out.append(state.chunk({}, STOP_REASONS.get(payload.get("stopReason"), "stop")))
-    elif event == "metadata" and payload.get("usage"):
-        out.append(state.chunk(None, usage=usage(payload["usage"])))
-    return out
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -212,13 +116,15 @@ class BedrockProvider(Provider):
         return bedrock_error(kind, status, message, headers.get("retry-after"))
 
     def chat(self, call, body):
-        resp = self.post(call, "converse", to_request(self.deployment, body))
+        request = to_request(self.deployment, body)
+        resp = self.post(call, "converse", request)
         data = parse_json(resp.content)
         if not isinstance(data, dict):
             raise UpstreamError("bedrock upstream returned a body that is not JSON")
         if not isinstance(as_dict(data.get("output")).get("message"), dict):
             raise not_a_completion("bedrock", "a Converse response")
-        return translated("bedrock", from_response, self.deployment, data, response_id(resp))
+        return translated("bedrock", from_response, self.deployment, data, response_id(resp),
+                          answer_tool(body, request))
 
     def embeddings(self, call, body):
         """InvokeModel: Titan takes one text per call (sent concurrently), Cohere embed the list at once."""
@@ -243,14 +149,26 @@ class BedrockProvider(Provider):
         return embedding_list([v for v, _ in answers], self.deployment.model, sum(t for _, t in answers), body)
 
     def chat_stream(self, call, body):
-        resp = self.post(call, "converse-stream", to_request(self.deployment, body), stream=True)
+        request = to_request(self.deployment, body)
+        resp = self.post(call, "converse-stream", request, stream=True)
         events = iter_events(resp, self.botocore.eventstream)
-        # Read the first event now: an exception event before any output is raised from here,
-        # where the router can still retry or fail over.
-        first = next(events, None)
-        if first is None:
-            raise UpstreamError("bedrock upstream closed the stream without any event")
-        return translate(StreamState(self.deployment, response_id(resp)), first, events)
+        # Read up to the first event after messageStart now, and translate it: an exception event, or a
+        # stop with nothing usable (malformed output) before any content, is raised from here, where
+        # the router can still retry or fail over.
+        state = StreamState(self.deployment, response_id(resp), answer_tool(body, request))
+        head = []
+        try:
+            for event in events:
+                head.extend(translated("bedrock", from_stream_event, state, *event))
+                if event[0] != "messageStart":
+                    break
+            else:
+                if not state.role_sent:
+                    raise UpstreamError("bedrock upstream closed the stream without any event")
+        except BaseException:
+            events.close()
+            raise
+        return translate(state, head, events)
 
 
 def response_id(resp):
@@ -258,9 +176,9 @@ def response_id(resp):
     return f"chatcmpl-{request_id}" if request_id else new_id()
 
 
-def translate(state, first, events):
+def translate(state, head, events):
     try:
-        yield from translated("bedrock", from_stream_event, state, *first)
+        yield from head
         for event in events:
             yield from translated("bedrock", from_stream_event, state, *event)
     finally:

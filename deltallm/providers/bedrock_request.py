@@ -3,6 +3,8 @@ import orjson
 
 from deltallm.errors import InvalidRequest
 from deltallm.providers.base import parse_json
+from deltallm.providers.bedrock_claude import (OPENING_TURN, is_claude, json_object_tool, reasoning_blocks,
+                                               sampling, thinking_budget)
 
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
 
@@ -11,6 +13,8 @@ def to_request(deployment, body):
     """The Converse body for an OpenAI chat request (the model id travels in the URL)."""
     if (body.get("n") or 1) > 1:
         raise InvalidRequest("Bedrock returns a single choice; n must be 1", param="n")
+    claude = is_claude(deployment.model)
+    budget = thinking_budget(body, claude)
     system, messages = [], []
     for i, message in enumerate(body.get("messages") or []):
         role, content = message.get("role"), message.get("content")
@@ -19,26 +23,45 @@ def to_request(deployment, body):
         elif role == "user":
             append_turn(messages, "user", user_blocks(content, i))
         elif role == "assistant":
-            append_turn(messages, "assistant", assistant_blocks(message, i))
+            append_turn(messages, "assistant", (reasoning_blocks(message) if claude else [])
+                        + assistant_blocks(message, i))
         elif role == "tool":
             append_turn(messages, "user", [tool_result(message, i)])
         else:
             raise InvalidRequest(f"message role {role!r} is not supported", param=f"messages[{i}].role")
+    if messages and messages[0]["role"] == "assistant":  # Converse wants the user to speak first
+        messages.insert(0, {"role": "user", "content": list(OPENING_TURN["content"])})
+    if budget is not None and unsigned_tool_turn(messages):
+        # Claude refuses thinking when the last assistant turn called a tool without its signed
+        # reasoning (history from another model of a mixed group): this turn runs without thinking.
+        budget = None
+    instruction, json_tools = json_object_tool(body, claude, budget)
+    if instruction:
+        system.append({"text": instruction})
     request = {"messages": messages}
     if system:
         request["system"] = system
     inference = inference_config(deployment, body)
+    extra = sampling(body, inference, claude, budget)
     if inference:
         request["inferenceConfig"] = inference
+    if extra:
+        request["additionalModelRequestFields"] = extra
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_schema":
         request["outputConfig"] = output_config(response_format.get("json_schema") or {})
-    tools = tool_config(body)
+    tools = tool_config(body) or json_tools
     if tools:
         request["toolConfig"] = tools
     else:
         tool_blocks_as_text(messages)
     return request
+
+
+def unsigned_tool_turn(messages):
+    """Whether the last assistant turn calls a tool without starting with a reasoning block."""
+    turn = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), None)
+    return bool(turn) and any("toolUse" in b for b in turn) and "reasoningContent" not in turn[0]
 
 
 def tool_blocks_as_text(messages):
@@ -147,10 +170,6 @@ def inference_config(deployment, body):
                   or deployment.params.get("max_tokens"))
     if max_tokens:
         config["maxTokens"] = int(max_tokens)
-    if body.get("temperature") is not None:
-        config["temperature"] = body["temperature"]
-    if body.get("top_p") is not None:
-        config["topP"] = body["top_p"]
     stop = body.get("stop")
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)

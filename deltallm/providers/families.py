@@ -29,3 +29,20 @@ FAMILIES = {
 # "tei" Hugging Face text-embeddings-inference's texts/[{index, score}] shape.
 RERANK_APIS = ("cohere", "voyage", "tei")
 RERANK_API = {"voyage": "voyage"}
+
+# Request fields the gateway consumes itself (the mock provider's pins; `fallbacks` is taken off the
+# body before routing): never sent to any upstream.
+GATEWAY_ONLY = ("mock_response", "mock_tool_calls")
+# Families that take OpenAI's chat `metadata` (stored completions); elsewhere it is gateway-side only.
+METADATA_FAMILIES = frozenset({"openai", "azure"})
+# Per-family rewriting of chat requests for upstreams that refuse OpenAI fields they do not know
+# (each rule is listed in the README's provider table): field -> new name, or None to drop it.
+CHAT_REWRITES = {
+    # Mistral's API refuses unknown fields ("Extra inputs are not permitted"): it names the limit
+    # max_tokens and the seed random_seed, and has no user, store, service_tier, stream_options,
+    # logit_bias or reasoning_effort (Magistral models reason without being asked).
+    "mistral": {"max_completion_tokens": "max_tokens", "seed": "random_seed", "user": None, "store": None,
+                "service_tier": None, "stream_options": None, "logit_bias": None, "reasoning_effort": None},
+    # Perplexity names the limit max_tokens and offers no stored completions or usage stream option.
+    "perplexity": {"max_completion_tokens": "max_tokens", "store": None, "stream_options": None},
+}

@@ -9,11 +9,18 @@ import orjson
 from deltallm.errors import UpstreamError
 from deltallm.providers.base import Provider, iter_sse, map_status, not_a_completion, parse_json, translated
 from deltallm.providers.embedding_shapes import embedding_list, texts_of
-from deltallm.providers.gemini_request import call_id, to_request
+from deltallm.providers.gemini_request import to_request
+from deltallm.providers.gemini_signatures import new_call_id
 from deltallm.providers.native_embeddings import gemini_request, gemini_vectors
 
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(
-    ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"), "content_filter")}
+    ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE", "OTHER"),
+    "content_filter")}
+# Finishes where the model produced nothing usable (an unparsable or undeclared function call): an
+# upstream error the router retries or fails over, never a normal "stop" with empty content.
+BROKEN = {"MALFORMED_FUNCTION_CALL": "an invalid function call",
+          "UNEXPECTED_TOOL_CALL": "a call to a tool that was not offered",
+          "MALFORMED_RESPONSE": "a malformed response"}
 
 
 # -- response ---------------------------------------------------------------------------------
@@ -21,8 +28,10 @@ def from_response(deployment, data):
     """A GenerateContentResponse as an OpenAI chat.completion."""
     choices = []
     for pos, cand in enumerate(data.get("candidates") or []):
-        text, calls = read_parts(cand)
+        text, calls, thoughts = read_parts(cand)
         message = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
+        if thoughts:
+            message["reasoning_content"] = thoughts
         if calls:
             message["tool_calls"] = calls
         choices.append({"index": cand.get("index", pos), "message": message, "logprobs": None,
@@ -37,20 +46,22 @@ def from_response(deployment, data):
 
 
 def read_parts(cand):
-    """(concatenated answer text, OpenAI tool calls) of one candidate; thought summaries are skipped."""
-    text, calls = [], []
+    """(answer text, OpenAI tool calls, thought summary text) of one candidate."""
+    text, calls, thoughts = [], [], []
     for part in (cand.get("content") or {}).get("parts") or []:
-        if "text" in part and not part.get("thought"):
-            text.append(part["text"])
+        if "text" in part:
+            (thoughts if part.get("thought") else text).append(part["text"])
         elif "functionCall" in part:
             call = part["functionCall"]
-            calls.append({"id": call_id(call, part.get("thoughtSignature")), "type": "function",
+            calls.append({"id": new_call_id(call, part.get("thoughtSignature")), "type": "function",
                           "function": {"name": call.get("name") or "",
                                        "arguments": orjson.dumps(call.get("args") or {}).decode()}})
-    return "".join(text), calls
+    return "".join(text), calls, "".join(thoughts)
 
 
 def finish_reason(reason, has_calls):
+    if reason in BROKEN:
+        raise UpstreamError(f"gemini upstream finished with {reason}: the model produced {BROKEN[reason]}")
     mapped = FINISH.get(reason, "stop")
     return "tool_calls" if has_calls and mapped == "stop" else mapped
 
@@ -99,11 +110,13 @@ class StreamTranslator:
         out = []
         for pos, cand in enumerate(candidates):
             index = cand.get("index", pos)
-            text, calls = read_parts(cand)
+            text, calls, thoughts = read_parts(cand)
             delta = {}
             if index not in self.started:
                 self.started.add(index)
                 delta = {"role": "assistant", "content": ""}
+            if thoughts:
+                delta["reasoning_content"] = thoughts
             if text:
                 delta["content"] = text
             if calls:

@@ -1,22 +1,19 @@
 """OpenAI chat requests as Gemini GenerateContentRequests (turns, parts, tools, generation config)."""
-import base64
-import binascii
 import mimetypes
-import uuid
 
 from deltallm.errors import InvalidRequest
 from deltallm.providers.base import parse_json
+from deltallm.providers.gemini_config import generation, generation_config
 from deltallm.providers.gemini_schema import to_schema
+from deltallm.providers.gemini_signatures import FOREIGN_SIGNATURE, signature_for
 
 TOOL_MODES = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
-CONFIG = (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"),
-          ("n", "candidateCount"), ("seed", "seed"), ("presence_penalty", "presencePenalty"),
-          ("frequency_penalty", "frequencyPenalty"))
 
 
 def to_request(deployment, body):
     """An OpenAI chat-completions body as a GenerateContentRequest (unsupported fields dropped)."""
-    system, contents = convert_messages(body.get("messages") or [])
+    system, contents = convert_messages(body.get("messages") or [], generation(deployment.model) >= 3)
+    config = generation_config(deployment.model, body, system)
     payload = {"contents": contents}
     if system:
         payload["systemInstruction"] = {"parts": system}
@@ -24,7 +21,6 @@ def to_request(deployment, body):
         payload["tools"] = function_declarations(body["tools"])
         if body.get("tool_choice") is not None:
             payload["toolConfig"] = tool_config(body["tool_choice"])
-    config = generation_config(body)
     if config:
         payload["generationConfig"] = config
     if deployment.params.get("safety_settings"):
@@ -32,8 +28,9 @@ def to_request(deployment, body):
     return payload
 
 
-def convert_messages(messages):
-    """(systemInstruction parts, contents): Gemini wants alternating user/model turns."""
+def convert_messages(messages, signed=False):
+    """(systemInstruction parts, contents): Gemini wants alternating user/model turns; `signed`: the
+    model (Gemini 3) refuses a step's first functionCall without a thought signature."""
     system, turns, names = [], [], {}
     for i, msg in enumerate(messages):
         role = msg.get("role")
@@ -43,7 +40,7 @@ def convert_messages(messages):
         if role == "user":
             gem_role, parts = "user", user_parts(msg.get("content"), i)
         elif role == "assistant":
-            gem_role, parts = "model", assistant_parts(msg, i, names)
+            gem_role, parts = "model", assistant_parts(msg, i, names, signed)
         elif role == "tool":
             gem_role, parts = "user", [tool_result(msg, i, names)]
         else:
@@ -109,15 +106,16 @@ def media_part(url, param):
     raise InvalidRequest("media urls must be data:, http(s):// or gs:// URLs", param=param)
 
 
-def assistant_parts(msg, i, names):
+def assistant_parts(msg, i, names, signed):
+    """Text and functionCall parts; reasoning_content is not sent back (the signatures carry the thoughts)."""
     parts = [{"text": t} for t in texts(msg.get("content"), f"messages[{i}].content")]
     for k, call in enumerate(msg.get("tool_calls") or []):
         fn = call.get("function") or {}
         names[call.get("id")] = fn.get("name")
         args = parse_arguments(fn.get("arguments"), f"messages[{i}].tool_calls[{k}].function.arguments")
         part = {"functionCall": {"name": fn.get("name"), "args": args}}
-        signature = thought_signature(call.get("id"))
-        if signature:
+        signature = signature_for(call.get("id"))
+        if signature != FOREIGN_SIGNATURE or (signed and k == 0):
             part["thoughtSignature"] = signature
         parts.append(part)
     return parts
@@ -128,26 +126,6 @@ def parse_arguments(arguments, param):
     if not isinstance(args, dict):
         raise InvalidRequest("tool call arguments must be a JSON object", param=param)
     return args
-
-
-# Gemini 3 refuses a history functionCall without the thoughtSignature it came with (400 "missing a
-# thought_signature"); OpenAI clients echo only the call id, so the signature rides in it (URL-safe).
-SIGNATURE_MARK = "__thought__"
-
-
-def call_id(call, signature):
-    base = call.get("id") or "call_" + uuid.uuid4().hex[:24]
-    packed = signature.replace("+", "-").replace("/", "_").rstrip("=") if isinstance(signature, str) else ""
-    return base + SIGNATURE_MARK + packed if packed else base
-
-
-def thought_signature(tool_call_id):
-    """The thoughtSignature (standard base64) carried by one of our tool-call ids, or None."""
-    packed = tool_call_id.partition(SIGNATURE_MARK)[2] if isinstance(tool_call_id, str) else ""
-    try:  # a client-made id that merely contains the mark is not ours
-        return base64.b64encode(base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))).decode() or None
-    except (binascii.Error, ValueError):
-        return None
 
 
 def tool_result(msg, i, names):
@@ -162,26 +140,6 @@ def tool_result(msg, i, names):
     response = parse_json(content.encode()) if isinstance(content, str) and content.lstrip()[:1] == "{" else None
     response = response if isinstance(response, dict) else {"content": content}  # Gemini wants an object
     return {"functionResponse": {"name": name, "response": response}}
-
-
-def generation_config(body):
-    config = {dst: body[src] for src, dst in CONFIG if body.get(src) is not None}
-    limits = [body[k] for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None]
-    if limits:
-        config["maxOutputTokens"] = limits[0]
-    stop = body.get("stop")
-    if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
-    fmt = body.get("response_format") or {}
-    kind = fmt.get("type")
-    if kind in ("json_object", "json_schema"):
-        config["responseMimeType"] = "application/json"
-        schema = (fmt.get("json_schema") or {}).get("schema")
-        if kind == "json_schema" and schema:
-            config["responseSchema"] = to_schema(schema, "response_format.json_schema.schema", ordered=True)
-    elif kind not in (None, "text"):
-        raise InvalidRequest(f"response_format type {kind!r} is not supported", param="response_format.type")
-    return config
 
 
 def function_declarations(tools):

@@ -17,7 +17,8 @@ def to_schema(schema, param, *, ordered=False):
 
     `$ref`s are inlined from `$defs`/`definitions` (recursion is refused); `type: [T, "null"]` and
     null `anyOf`/`oneOf` branches become `nullable`; `oneOf` becomes `anyOf`; `allOf` members merge;
-    `const` becomes a one-value `enum`; enum values become strings; types are upper-cased; other
+    `const` becomes a one-value `enum`, typed after its values when no `type` is given (a number
+    const must not come back as a string); enums stay on strings only; types are upper-cased; other
     `format`s and keywords (`additionalProperties`, `$schema`, `strict`, `patternProperties`, `not`,
     `exclusiveMinimum` ...) are dropped. `ordered` adds `propertyOrdering` (Gemini sorts keys otherwise).
     """
@@ -53,8 +54,8 @@ def to_schema(schema, param, *, ordered=False):
         types = [t for t in types if t != "null"]
         branches = node.get("anyOf") or node.get("oneOf")
         if not types and not branches:  # Gemini wants a type: infer the obvious one
-            types = ["string"] if "enum" in node or "const" in node else ["object"] if "properties" in node \
-                else ["array"] if "items" in node else []
+            types = [value_type(node)] if "enum" in node or "const" in node else ["object"] \
+                if "properties" in node else ["array"] if "items" in node else []
         if isinstance(branches, list):
             kept = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")]
             nullable = nullable or len(kept) < len(branches)
@@ -66,8 +67,10 @@ def to_schema(schema, param, *, ordered=False):
         enum = [node["const"]] if "const" in node else node.get("enum")
         if isinstance(enum, list):
             nullable = nullable or None in enum
-            if out.get("type") == "STRING":  # Gemini allows enum on strings only; elsewhere it is dropped
+            if out.get("type") == "STRING":  # Gemini allows enum on strings only
                 out["enum"] = [v if isinstance(v, str) else orjson.dumps(v).decode() for v in enum if v is not None]
+            else:
+                out.update(value_bounds(node, [v for v in enum if v is not None], out.get("type")))
         if isinstance(node.get("properties"), dict):
             out["properties"] = {k: convert(v, seen) for k, v in node["properties"].items()}
             if ordered and len(out["properties"]) > 1 and "propertyOrdering" not in node:
@@ -82,6 +85,33 @@ def to_schema(schema, param, *, ordered=False):
         return out
 
     return convert(schema, ())
+
+
+def value_bounds(node, values, kind):
+    """What keeps a number/boolean enum or const (Gemini takes `enum` on strings only): numbers within
+    `minimum`/`maximum` (exact for a single value), and the allowed values in the description."""
+    out = {}
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if kind in ("INTEGER", "NUMBER") and numbers and len(numbers) == len(values):
+        out.update((key, bound(numbers)) for key, bound in (("minimum", min), ("maximum", max)) if key not in node)
+    if values:
+        allowed = ", ".join(orjson.dumps(v).decode() for v in values)
+        out["description"] = (node["description"] + " " if node.get("description") else "") + f"One of: {allowed}."
+    return out
+
+
+def value_type(node):
+    """The JSON type of an untyped `const`/`enum` node's values: boolean, integer or number when all
+    values are, else string."""
+    values = [node["const"]] if "const" in node else node.get("enum")
+    values = [v for v in values if v is not None] if isinstance(values, list) else []
+    if values and all(isinstance(v, bool) for v in values):
+        return "boolean"
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "integer"
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "number"
+    return "string"
 
 
 def shape_error(node):

@@ -5,8 +5,14 @@ from deltallm.errors import GatewayError, UpstreamError
 from deltallm.providers.base import Provider, error_message, iter_bytes, iter_sse, not_a_completion, parse_json
 from deltallm.providers import rerank
 from deltallm.providers.redact import clean
-from deltallm.providers.families import FAMILIES, RERANK_API
+from deltallm.providers.families import CHAT_REWRITES, FAMILIES, GATEWAY_ONLY, METADATA_FAMILIES, RERANK_API
 from deltallm.schemas.rerank import document_texts
+
+
+# What native adapters return on assistant messages (Gemini/Bedrock reasoning) and clients echo back in
+# their history: OpenAI-compatible upstreams refuse them (DeepSeek answers 400 to reasoning_content in
+# input), so a follow-up turn routed to one of them in a mixed group goes without.
+REASONING_ECHO = frozenset({"reasoning_content", "thinking_blocks"})
 
 
 class OpenAIProvider(Provider):
@@ -22,6 +28,9 @@ class OpenAIProvider(Provider):
         params = deployment.params
         self.stream_usage = bool(params.get("stream_usage", family[1]))
         self.use_headers(**({"OpenAI-Organization": params["organization"]} if params.get("organization") else {}))
+        # fields never forwarded, and the family's chat rewrites: settled once per deployment
+        self.gateway_only = GATEWAY_ONLY if deployment.provider in METADATA_FAMILIES else GATEWAY_ONLY + ("metadata",)
+        self.rewrites = CHAT_REWRITES.get(deployment.provider, {})
 
     def url(self, path):
         return self.api_base + path
@@ -30,15 +39,31 @@ class OpenAIProvider(Provider):
         """The upstream JSON body: the client's, with the deployment's model name."""
         payload = dict(body)
         payload["model"] = self.deployment.model
+        for name in self.gateway_only:
+            payload.pop(name, None)
+        return payload
+
+    def chat_payload(self, body):
+        """`prepare`, then the family's rewrites (renamed or dropped fields) for its chat endpoint."""
+        payload = self.prepare(body)
+        messages = payload.get("messages")
+        if isinstance(messages, list) and any(isinstance(m, dict) and REASONING_ECHO & m.keys() for m in messages):
+            payload["messages"] = [{k: v for k, v in m.items() if k not in REASONING_ECHO}
+                                   if isinstance(m, dict) else m for m in messages]
+        for name, new in self.rewrites.items():
+            if name in payload:
+                value = payload.pop(name)
+                if new is not None and value is not None and payload.get(new) is None:
+                    payload[new] = value
         return payload
 
     def chat(self, call, body):
-        payload = self.prepare(body)
+        payload = self.chat_payload(body)
         resp = self.send(call, self.url("/chat/completions"), payload, headers=self.headers)
         return completion(decode_json(resp.content, self.name), self.name)
 
     def chat_stream(self, call, body):
-        payload = self.prepare(body)
+        payload = self.chat_payload(body)
         payload["stream"] = True
         if self.stream_usage:
             options = dict(payload.get("stream_options") or {})

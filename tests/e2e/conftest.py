@@ -24,6 +24,16 @@ model_list:
   - model_name: bedrock
     deltallm_params: {{model: bedrock/anthropic.claude-3-haiku-20240307-v1:0, api_base: {upstream},
                        aws_region_name: us-east-1, aws_access_key_id: AKIDTEST, aws_secret_access_key: SECRET}}
+  - model_name: gemini-thinking
+    deltallm_params: {{model: gemini/gemini-3-pro-preview, api_base: {upstream}/v1beta, api_key: upstream-secret}}
+  - model_name: bedrock-thinking
+    deltallm_params: {{model: bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0, api_base: {upstream},
+                       aws_region_name: us-east-1, aws_access_key_id: AKIDTEST, aws_secret_access_key: SECRET}}
+  - model_name: gemini-retry
+    deltallm_params: {{model: gemini/gemini-2.5-flash, api_base: {upstream}/v1beta, api_key: upstream-secret}}
+  - model_name: bedrock-retry
+    deltallm_params: {{model: bedrock/meta.llama3-70b-instruct-v1:0, api_base: {upstream},
+                       aws_region_name: us-east-1, aws_access_key_id: AKIDTEST, aws_secret_access_key: SECRET}}
   - model_name: azure
     deltallm_params: {{model: azure/gpt4o-deploy, api_base: {upstream}, api_version: 2024-10-21, api_key: upstream-secret}}
   - model_name: misconfigured

@@ -7,6 +7,10 @@ an access key id starting with "INVALID" is refused like an unknown key. The rep
 `echo: <last user text>`; with toolConfig and a user turn ending in text it calls the first (or the
 forced) tool with {"q": <text>}. Directives (common.py) plus `[[stream-exception:throttlingException]]`,
 which sends that exception frame in place of the stream's first event.
+Claude models (ids with "anthropic.") follow Anthropic's rules: temperature and topP together are
+refused, and with `additionalModelRequestFields.thinking` enabled (budget >= 1024, maxTokens above it,
+no sampling settings) the answer starts with a signed reasoningContent block, and a history whose last
+assistant turn calls a tool must start that turn with the reasoning block it was given.
 """
 import struct
 import uuid
@@ -78,8 +82,46 @@ def check_auth(req):
     return None
 
 
-def validate(body):
+REASONING_SIGNATURE = "ZmFrZS1iZWRyb2NrLXNpZw=="
+
+
+def thinking(body):
+    """The enabled thinking config of a request, or None."""
+    found = (body.get("additionalModelRequestFields") or {}).get("thinking") or {}
+    return found if found.get("type") == "enabled" else None
+
+
+def claude_problem(body):
+    """Anthropic's own refusals, as Bedrock relays them for Claude models."""
+    inference = body.get("inferenceConfig") or {}
+    extra = body.get("additionalModelRequestFields") or {}
+    if "temperature" in inference and "topP" in inference:
+        return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+    config = thinking(body)
+    if config is None:
+        return None
+    if (config.get("budget_tokens") or 0) < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if (inference.get("maxTokens") or 0) <= config["budget_tokens"]:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`."
+    if "temperature" in inference or "topP" in inference or "top_k" in extra:
+        return "temperature, top_p and top_k may not be set while thinking is enabled."
+    assistant = [m for m in body.get("messages") or [] if m.get("role") == "assistant"]
+    if assistant and any("toolUse" in b for b in assistant[-1]["content"]):
+        first = assistant[-1]["content"][0].get("reasoningContent") or {}
+        if (first.get("reasoningText") or {}).get("signature") != REASONING_SIGNATURE:
+            return ("messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                    "`tool_use`. When `thinking` is enabled, a final `assistant` message must start with "
+                    "a thinking block.")
+    return None
+
+
+def validate(body, model=""):
     """The ValidationException checks of the Converse reference that a translator can get wrong."""
+    if "anthropic." in model:
+        problem = claude_problem(body)
+        if problem:
+            return problem
     unknown = set(body) - BODY_FIELDS
     if unknown:
         return f"Unknown field(s): {sorted(unknown)}"
@@ -128,17 +170,19 @@ def answer(body):
     tools = (body.get("toolConfig") or {}).get("tools") or []
     input_tokens = sum(len(str(b).split()) for m in messages for b in m["content"]) + 3
     last = messages[-1]["content"][-1]
+    reasoning = [{"reasoningContent": {"reasoningText": {
+        "text": "Thinking about: " + last_user_text(messages), "signature": REASONING_SIGNATURE}}}] if thinking(body) else []
     if tools and "text" in last:
         forced = ((body["toolConfig"].get("toolChoice") or {}).get("tool") or {}).get("name")
         name = forced or tools[0]["toolSpec"]["name"]
         blocks = [{"toolUse": {"toolUseId": "tooluse_fake1", "name": name, "input": {"q": text}}}]
-        return blocks, "tool_use", (input_tokens, 9)
+        return reasoning + blocks, "tool_use", (input_tokens, 9)
     words = text.split()
     limit = (body.get("inferenceConfig") or {}).get("maxTokens")
     stop = "end_turn"
     if limit and len(words) > limit:
         words, stop = words[:limit], "max_tokens"
-    return [{"text": " ".join(words)}], stop, (input_tokens, len(words))
+    return reasoning + [{"text": " ".join(words)}], stop, (input_tokens, len(words))
 
 
 def usage(tokens):
@@ -156,7 +200,12 @@ def stream(blocks, stop, tokens, prompt):
         if "stream-break" in found:
             raise ConnectionError("stream-break directive")
         for index, block in enumerate(blocks):
-            if "toolUse" in block:
+            if "reasoningContent" in block:
+                text = block["reasoningContent"]["reasoningText"]
+                for delta in ({"text": text["text"]}, {"signature": text["signature"]}):
+                    yield event("contentBlockDelta", {"contentBlockIndex": index,
+                                                      "delta": {"reasoningContent": delta}})
+            elif "toolUse" in block:
                 use = block["toolUse"]
                 yield event("contentBlockStart", {"contentBlockIndex": index, "start": {
                     "toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}})
@@ -184,7 +233,7 @@ def handle(req, streaming):
     except orjson.JSONDecodeError:
         return error(400, "ValidationException",
                      "Malformed input request, please reformat your input and try again.")
-    problem = validate(body)
+    problem = validate(body, req.match.group("model"))
     if problem:
         return error(400, "ValidationException", problem)
     prompt = last_user_text(body["messages"])
@@ -193,6 +242,9 @@ def handle(req, streaming):
         kind, message = ERRORS.get(status, ("InternalServerException", f"forced status {status}"))
         return error(status, kind, message)
     blocks, stop, tokens = answer(body)
+    forced = directives.forced_finish(prompt)
+    if forced:
+        blocks, stop = [], forced
     if streaming:
         return stream(blocks, stop, tokens, prompt)
     reply = {"output": {"message": {"role": "assistant", "content": blocks}}, "stopReason": stop,

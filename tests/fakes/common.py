@@ -5,6 +5,8 @@
 Hostile upstreams (OpenAI fake): `[[huge-line:400]]` streams one chunk, then that many MB of a line that
 never ends; `[[drip:1]]` sends the answer one byte every that many seconds; `[[reply-json:42]]`
 answers 200 with that JSON (no `]` in it) instead of a completion.
+Native fakes (Gemini, Bedrock): `[[finish:MALFORMED_FUNCTION_CALL]]` ends the answer, empty, with that
+finishReason / stopReason (once per distinct prompt with `[[once]]`).
 """
 import re
 import time
@@ -33,6 +35,21 @@ def apply(text):
             SEEN.add(text)
         return int(found["status"])
     return None
+
+
+FINISHED = set()
+
+
+def forced_finish(text):
+    """The finish reason `[[finish:X]]` forces (None once a `[[once]]` prompt has had it)."""
+    found = parse(text)
+    if "finish" not in found:
+        return None
+    if "once" in found:
+        if text in FINISHED:
+            return None
+        FINISHED.add(text)
+    return found["finish"]
 
 
 def reply_text(text):

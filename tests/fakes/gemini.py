@@ -9,7 +9,13 @@ gets a functionCall to the first declared (or first allowed) function with args 
 unknown request fields, a wrong key (400 API_KEY_INVALID) and a missing key (403). Directives:
 see common.py; forced statuses use Google's error shape (429 carries a RetryInfo detail).
 Like Gemini 3, a `gemini-3*` model signs its functionCall parts (`thoughtSignature`, base64) and
-refuses a history whose model turn has a functionCall without that exact signature on its first one.
+refuses a history whose model turn has a functionCall without that exact signature (or Google's
+documented placeholder "skip_thought_signature_validator") on its first one.
+A `[[json]]` prompt under a responseSchema is answered with a JSON value built from that schema (the
+first enum value, a number's minimum, a boolean or number the description's "One of: ..." names, as a
+model reading it would). Like Google: Gemini 2.5 and later refuse presencePenalty/frequencyPenalty; thinkingConfig is refused
+by older models, thinkingLevel by 2.5 and thinkingBudget by 3; responseMimeType application/json next
+to functionDeclarations is refused; with includeThoughts the answer starts with a thought part.
 """
 import itertools
 from urllib.parse import parse_qs
@@ -103,13 +109,16 @@ def check_request(req, body):
                                           f"tools[{t}].function_declarations[{d}].parameters")
     if found:
         return found
+    found = model_problem(req.match.group("model"), body)
+    if found:
+        return error(400, found)
     contents = body.get("contents")
     if not contents:
         return error(400, "* GenerateContentRequest.contents: contents is not specified\n")
     if req.match.group("model").startswith("gemini-3"):
         for i, content in enumerate(contents):
             calls = [p for p in content.get("parts") or [] if "functionCall" in p]
-            if calls and calls[0].get("thoughtSignature") != SIGNATURE:
+            if calls and calls[0].get("thoughtSignature") not in (SIGNATURE, "skip_thought_signature_validator"):
                 return error(400, "Function call is missing a thought_signature in functionCall parts. "
                                   f"Additional data, function call `{calls[0]['functionCall'].get('name')}`, "
                                   f"position {i + 1}.")
@@ -118,6 +127,27 @@ def check_request(req, body):
             return error(400, "Please use a valid role: user, model.")
         if not content.get("parts"):
             return error(400, f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n")
+    return None
+
+
+def model_problem(model, body):
+    """What this model generation refuses in generationConfig, or None."""
+    config = body.get("generationConfig") or {}
+    generation = 3 if model.startswith("gemini-3") else 2.5 if model.startswith("gemini-2.5") else 0
+    if generation and ({"presencePenalty", "frequencyPenalty"} & set(config)):
+        return "Penalty is not enabled for this model"
+    thinking = config.get("thinkingConfig")
+    if thinking is not None and (not generation or ("thinkingLevel" in thinking) == (generation == 2.5)):
+        return "Thinking level/budget is not supported for this model."
+    if config.get("responseMimeType") == "application/json" and body.get("tools"):
+        return "Function calling with a response mime type: 'application/json' is unsupported"
+    return None
+
+
+def thought(body, prompt):
+    """The thought summary part an includeThoughts request gets first, or None."""
+    if ((body.get("generationConfig") or {}).get("thinkingConfig") or {}).get("includeThoughts"):
+        return {"text": "Thinking about: " + prompt, "thought": True}
     return None
 
 
@@ -162,7 +192,30 @@ def answer(req):
     finish = "STOP"
     if limit is not None and len(words) > limit:
         words, finish = words[:limit], "MAX_TOKENS"
+    forced = directives.forced_finish(prompt)
+    if forced:
+        return body, prompt, [], forced, None
+    schema = (body.get("generationConfig") or {}).get("responseSchema")
+    if schema and "json" in directives.parse(prompt):
+        return body, prompt, [orjson.dumps(example(schema)).decode()], finish, None
     return body, prompt, words, finish, function_call(body, directives.reply_text(prompt))
+
+
+def example(schema):
+    """A value valid against a Gemini Schema, as a model following it (and its description) answers."""
+    kind = schema.get("type")
+    named = (schema.get("description") or "").rpartition("One of: ")[2].rstrip(".")
+    if kind == "OBJECT":
+        return {name: example(sub) for name, sub in (schema.get("properties") or {}).items()}
+    if kind == "ARRAY":
+        return [example(schema.get("items") or {"type": "STRING"})]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if kind in ("INTEGER", "NUMBER", "BOOLEAN") and named:
+        return orjson.loads(named.split(", ")[0])
+    if kind in ("INTEGER", "NUMBER"):
+        return schema.get("minimum", 0)
+    return {"BOOLEAN": False, "STRING": "text"}.get(kind) if kind else None
 
 
 def usage(body, output_tokens):
@@ -189,6 +242,7 @@ def generate(req):
         return refused.reply
     model = req.match.group("model")
     parts = [signed(call, model)] if call else [{"text": " ".join(words)}]
+    parts = [p for p in (thought(body, _prompt),) if p] + parts
     return json_reply(200, response(body, model, parts, finish, len(words), f"fake-{next(RESPONSE_IDS)}"))
 
 
@@ -207,6 +261,9 @@ def stream(req):
         return b"data: " + orjson.dumps(data) + b"\r\n\r\n"
 
     def gen():
+        first = thought(body, prompt)
+        if first:
+            yield record([first], False, 0)
         if call:
             yield record([signed(call, model)], True, 1)
             return

@@ -75,7 +75,7 @@ def test_to_request_messages_system_and_inference():
         "messages": [{"role": "user", "content": [{"text": "hi"}, {"text": "again"}]},
                      {"role": "assistant", "content": [{"text": "salut"}]},
                      {"role": "user", "content": [{"text": "more"}]}],
-        "inferenceConfig": {"maxTokens": 50, "temperature": 0.2, "topP": 0.9, "stopSequences": ["END"]}}
+        "inferenceConfig": {"maxTokens": 50, "stopSequences": ["END"], "temperature": 0.2}}  # Claude: temperature only
 
 
 def test_to_request_max_tokens_default_and_completion_tokens():
@@ -500,9 +500,13 @@ def test_fake_errors(fake_upstream):
             {"role": "user", "content": "x [[stream-exception:throttlingException]]"}]})
     with pytest.raises(UpstreamAuthFailed):
         deployment(api_base=fake_upstream, aws_access_key_id="INVALIDKEY").adapter.chat(Call("req-1"), CHAT)
-    with pytest.raises(UpstreamRejected) as err:  # the fake enforces Converse's rule that turns start with user
-        adapter.chat(Call("req-1"), {"messages": [{"role": "assistant", "content": "hi"}]})
-    assert err.value.status == 400 and "start with a user message" in err.value.message
+    with pytest.raises(UpstreamRejected) as err:
+        adapter.chat(Call("req-1"), {"messages": [{"role": "user", "content": "x [[status:400]]"}]})
+    assert err.value.status == 400 and "forced validation error" in err.value.message
+    # the fake enforces Converse's rule that turns start with user: an assistant-first history gets
+    # a minimal opening user turn (issue 12, item 16)
+    out = adapter.chat(Call("req-1"), {"messages": [{"role": "assistant", "content": "hi"}]})
+    assert out["choices"][0]["finish_reason"] == "stop"
 
 
 def test_tool_choice_none_keeps_tool_history_as_text():

@@ -250,7 +250,8 @@ def test_json_schema_is_converted_to_gemini_schema(deployment):
             "kind": {"type": "STRING", "enum": ["person"]},
             "score": {"anyOf": [{"type": "NUMBER"}, {"type": "STRING"}]},
             "when": {"type": "STRING", "format": "date-time"},
-            "level": {"type": "INTEGER", "nullable": True},
+            "level": {"type": "INTEGER", "nullable": True, "minimum": 1, "maximum": 2,
+                      "description": "One of: 1, 2."},
             "extra": {"type": "OBJECT", "properties": {"x": {"type": "STRING", "enum": ["a", "3"]}}}}}}
 
 
@@ -286,22 +287,23 @@ def test_function_call_response_becomes_tool_calls(deployment):
     assert only_call["choices"][0]["message"]["content"] is None
 
 
-def test_thought_signatures_ride_in_the_tool_call_id_and_go_back(deployment):
-    """Gemini 3 answers 400 when a history functionCall lacks its thoughtSignature."""
-    signature = "ZmFrZSBzaWcg+/+/IQ=="
+def test_thought_signatures_stay_server_side_and_go_back(deployment):
+    """Gemini 3 answers 400 when a history functionCall lacks its thoughtSignature; the ids stay short."""
+    signature = "ZmFrZSBzaWcg+/+/IQ==" * 40
     data = answer([{"functionCall": {"name": "weather", "args": {"city": "Paris"}}, "thoughtSignature": signature},
                    {"functionCall": {"name": "clock", "args": {}}}])  # parallel calls: only the first is signed
     calls = completion(gemini.from_response(deployment, data))["choices"][0]["message"]["tool_calls"]
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", c["id"]) for c in calls)
+    assert all(re.fullmatch(r"call_[0-9a-f]{24}", c["id"]) for c in calls)
     record = stream_record([{"functionCall": {"name": "weather", "args": {}}, "thoughtSignature": signature}], "STOP")
     streamed = gemini.StreamTranslator(deployment).feed(record)[0]["choices"][0]["delta"]["tool_calls"][0]["id"]
+    assert len(streamed) <= 40
     history = [{"role": "user", "content": "weather and time?"},
                {"role": "assistant", "content": None, "tool_calls": calls},
                {"role": "tool", "tool_call_id": calls[0]["id"], "content": "sunny"},
                {"role": "tool", "tool_call_id": calls[1]["id"], "content": "noon"},
                {"role": "assistant", "content": None, "tool_calls": [
                    {"id": streamed, "type": "function", "function": {"name": "weather", "arguments": "{}"}},
-                   {"id": "call__thought__%%", "type": "function", "function": {"name": "clock", "arguments": "{}"}}]}]
+                   {"id": "toolu_foreign", "type": "function", "function": {"name": "clock", "arguments": "{}"}}]}]
     contents = gemini.to_request(deployment, {"messages": history})["contents"]
     assert contents[1]["parts"] == [
         {"functionCall": {"name": "weather", "args": {"city": "Paris"}}, "thoughtSignature": signature},
@@ -314,8 +316,8 @@ def test_thought_signatures_ride_in_the_tool_call_id_and_go_back(deployment):
 @pytest.mark.parametrize("reason, finish", [
     ("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "content_filter"),
     ("RECITATION", "content_filter"), ("BLOCKLIST", "content_filter"),
-    ("PROHIBITED_CONTENT", "content_filter"), ("SPII", "content_filter"), ("OTHER", "stop"),
-    ("MALFORMED_FUNCTION_CALL", "stop")])
+    ("PROHIBITED_CONTENT", "content_filter"), ("SPII", "content_filter"), ("OTHER", "content_filter"),
+    ("LANGUAGE", "content_filter")])
 def test_finish_reason_mapping(deployment, reason, finish):
     out = completion(gemini.from_response(deployment, answer([{"text": "x"}], reason)))
     assert out["choices"][0]["finish_reason"] == finish
