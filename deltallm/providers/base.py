@@ -62,10 +62,10 @@ class Call:
             value = usage.get(name)
             if isinstance(value, int) and not isinstance(value, bool):
                 total[name] += value
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        if isinstance(cached, int) and cached:
-            details = total.setdefault("prompt_tokens_details", {"cached_tokens": 0})
-            details["cached_tokens"] += cached
+        for name, value in (usage.get("prompt_tokens_details") or {}).items():
+            if name in ("cached_tokens", "cache_write_tokens") and isinstance(value, int) and value:
+                details = total.setdefault("prompt_tokens_details", {"cached_tokens": 0})
+                details[name] = details.get(name, 0) + value
 
 
 

@@ -164,10 +164,11 @@ def finish(resp, *, model, output, finish_reason, usage):
 
 def responses_usage(usage):
     prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    details = usage.get("prompt_tokens_details") or {}
     reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
     return {"input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": details.get("cached_tokens") or 0,
+                                     "cache_write_tokens": details.get("cache_write_tokens") or 0},
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": usage.get("total_tokens") or prompt + completion}
 
