@@ -25,6 +25,7 @@ class AnthropicProvider(Provider):
     name = "anthropic"
     default_api_base = "https://api.anthropic.com/v1"
     key_header = ("x-api-key", "{key}")
+    applies_reasoning_effort = True  # as extended thinking (anthropic_request.THINKING_BUDGETS)
 
     def __init__(self, deployment):
         super().__init__(deployment)

@@ -105,6 +105,8 @@ class Provider:
     default_api_base = None
     # how the deployment's api_key travels: (header, value template)
     key_header = ("Authorization", "Bearer {key}")
+    # reasoning_effort reaches the model (a Response echoes reasoning.effort only then)
+    applies_reasoning_effort = False
 
     def __init__(self, deployment):
         self.deployment = deployment

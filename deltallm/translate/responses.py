@@ -5,9 +5,10 @@ import uuid
 # Request fields with the same name and meaning in chat completions.
 PASSED = ("temperature", "top_p", "user", "safety_identifier", "prompt_cache_key",
           "prompt_cache_retention", "service_tier")
-# Fields echoed back in the Response as the client sent them: always (null when absent), or if sent.
-ECHOED = ("instructions", "max_output_tokens", "max_tool_calls", "temperature", "top_p")
-ECHOED_IF_SENT = ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention", "service_tier")
+# Fields echoed back in the Response as the client sent them: always (OpenAI's default when absent), or if sent.
+ECHOED = {"instructions": None, "max_output_tokens": None, "max_tool_calls": None, "temperature": 1,
+          "top_p": 1, "top_logprobs": 0, "user": None, "safety_identifier": None, "prompt_cache_key": None}
+ECHOED_IF_SENT = ("prompt_cache_retention",)
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
@@ -42,6 +43,10 @@ def to_chat(req):
     effort = (req.get("reasoning") or {}).get("effort")
     if effort is not None:
         body["reasoning_effort"] = effort
+    if wants_logprobs(req):
+        body["logprobs"] = True
+        if req.get("top_logprobs"):
+            body["top_logprobs"] = req["top_logprobs"]
     if req.get("stream"):
         body["stream"] = True
     return body
@@ -114,9 +119,22 @@ def chat_format(fmt):
     return {"type": "json_schema", "json_schema": schema}
 
 
+def wants_logprobs(req):
+    return "message.output_text.logprobs" in (req.get("include") or ()) or bool(req.get("top_logprobs"))
+
+
 # -- response ---------------------------------------------------------------------------------
+def as_applied(req, adapter):
+    """`req` as the upstream applied it: a reasoning effort the answering provider does not apply
+    (see Provider.applies_reasoning_effort) is not echoed as if it were."""
+    if (req.get("reasoning") or {}).get("effort") is None or getattr(adapter, "applies_reasoning_effort", False):
+        return req
+    return dict(req, reasoning=dict(req["reasoning"], effort=None))
+
+
 def skeleton(req):
-    """An in-progress Response echoing the request's settings (nothing is stored: store is false)."""
+    """An in-progress Response with every field OpenAI's carries, echoing the request's settings or
+    OpenAI's defaults (nothing is stored: store is false; usage is null until known)."""
     reasoning = req.get("reasoning") or {}
     text = {"format": (req.get("text") or {}).get("format") or {"type": "text"}}
     if (req.get("text") or {}).get("verbosity") is not None:
@@ -130,9 +148,12 @@ def skeleton(req):
                           "summary": reasoning.get("summary", reasoning.get("generate_summary"))},
             "store": False, "text": text, "tool_choice": req.get("tool_choice") or "auto",
             "tools": [echo_tool(tool) for tool in req.get("tools") or []],
-            "truncation": "disabled", "metadata": req.get("metadata") or {}}
-    for name in ECHOED:
-        resp[name] = req.get(name)
+            "truncation": "disabled", "metadata": req.get("metadata") or {},
+            "presence_penalty": 0, "frequency_penalty": 0, "usage": None,
+            # "auto" is answered with the tier that served the request: the upstream's default
+            "service_tier": req["service_tier"] if req.get("service_tier") not in (None, "auto") else "default"}
+    for name, default in ECHOED.items():
+        resp[name] = req[name] if req.get(name) is not None else default
     resp.update({name: req[name] for name in ECHOED_IF_SENT if req.get(name) is not None})
     return resp
 
@@ -155,7 +176,7 @@ def finish(resp, *, model, output, finish_reason, usage):
     resp.update(status="incomplete" if reason else "completed", output=output,
                 incomplete_details={"reason": reason} if reason else None,
                 completed_at=None if reason else int(time.time()))
-    if usage:  # OpenAI's schema has no null usage: absent until known
+    if usage:  # otherwise null, as in OpenAI's events before the usage is known
         resp["usage"] = responses_usage(usage)
     if model:
         resp["model"] = model
@@ -180,7 +201,8 @@ def from_completion(completion, req):
     status = "incomplete" if choice.get("finish_reason") in INCOMPLETE else "completed"
     parts = []
     if message.get("content"):
-        parts.append(text_part(message["content"]))
+        logprobs = (choice.get("logprobs") or {}).get("content") if wants_logprobs(req) else None
+        parts.append(text_part(message["content"], logprobs or []))
     if message.get("refusal"):
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     output = [message_item(parts, status)] if parts else []
@@ -191,8 +213,9 @@ def from_completion(completion, req):
                   finish_reason=choice.get("finish_reason"), usage=completion.get("usage"))
 
 
-def text_part(text=""):
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def text_part(text="", logprobs=()):
+    """An output_text part; `logprobs` are chat's logprobs.content items, which have the Responses shape."""
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": list(logprobs)}
 
 
 def message_item(content, status):

@@ -4,7 +4,7 @@ import logging
 
 from deltallm.errors import GatewayError
 from deltallm.translate.responses import (INCOMPLETE, finish, function_item, message_item,
-                                          responses_usage, skeleton, text_part)
+                                          responses_usage, skeleton, text_part, wants_logprobs)
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ class EventStream:
 
     def __init__(self, req, request_id=None):
         self.response = skeleton(req)
+        self.logprobs = wants_logprobs(req)
         self.request_id = request_id
         self.sequence = 0
         self.output, self.item, self.part, self.tool_index = [], None, None, None
@@ -58,7 +59,8 @@ class EventStream:
                 continue
             delta = choice.get("delta") or {}
             if delta.get("content"):
-                yield from self.text("output_text", delta["content"])
+                logprobs = (choice.get("logprobs") or {}).get("content") if self.logprobs else None
+                yield from self.text("output_text", delta["content"], logprobs or [])
             if delta.get("refusal"):
                 yield from self.text("refusal", delta["refusal"])
             for call in delta.get("tool_calls") or []:
@@ -87,7 +89,7 @@ class EventStream:
         yield self.emit("response.output_item.done", output_index=len(self.output) - 1,
                         item=copy.deepcopy(item))
 
-    def text(self, kind, delta):
+    def text(self, kind, delta, logprobs=()):
         if self.item is None or self.item["type"] != "message":
             yield from self.open_item(message_item([], "in_progress"))
         if self.part != kind:
@@ -100,8 +102,9 @@ class EventStream:
         index = len(self.item["content"]) - 1
         if kind == "output_text":
             self.item["content"][index]["text"] += delta
+            self.item["content"][index]["logprobs"].extend(logprobs)
             yield self.emit("response.output_text.delta", **self.where(), content_index=index,
-                            delta=delta, logprobs=[])
+                            delta=delta, logprobs=list(logprobs))
         else:
             self.item["content"][index]["refusal"] += delta
             yield self.emit("response.refusal.delta", **self.where(), content_index=index, delta=delta)
@@ -113,7 +116,7 @@ class EventStream:
         part = self.item["content"][index]
         if self.part == "output_text":
             yield self.emit("response.output_text.done", **self.where(), content_index=index,
-                            text=part["text"], logprobs=[])
+                            text=part["text"], logprobs=copy.deepcopy(part["logprobs"]))
         else:
             yield self.emit("response.refusal.done", **self.where(), content_index=index,
                             refusal=part["refusal"])
