@@ -1,0 +1,82 @@
+"""Issue 12 through the openai SDK and real workers: a two-turn tool loop with reasoning via the Anthropic
+fake, Response objects field by field, and requests rejected as OpenAI rejects them."""
+import json
+
+import openai
+import pytest
+
+from tests import openapi
+from tests.fakes.anthropic import sign
+from tests.test_responses_fidelity import KEYS
+
+TOOLS = [{"type": "function", "cache_control": {"type": "ephemeral"},  # LiteLLM's prompt caching convention
+          "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]
+
+
+def streamed_message(chunks):
+    """The assistant message a client assembles from chunks (extra fields included, as LiteLLM clients do)."""
+    message, calls = {"role": "assistant", "content": None, "reasoning_content": "", "thinking_blocks": []}, {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            extra = choice.delta.model_extra or {}
+            message["reasoning_content"] += extra.get("reasoning_content") or ""
+            message["thinking_blocks"] += extra.get("thinking_blocks") or []
+            for call in choice.delta.tool_calls or []:
+                entry = calls.setdefault(call.index, {"id": call.id, "type": "function",
+                                                      "function": {"name": call.function.name, "arguments": ""}})
+                entry["function"]["arguments"] += call.function.arguments or ""
+    message["tool_calls"] = list(calls.values())
+    return message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_two_turn_tool_loop_with_reasoning_through_anthropic(client, stream):
+    messages = [{"role": "assistant", "content": "Hi! Ask me anything."},  # assistant-first (item 8)
+                {"role": "user", "content": "weather in Oslo"}]
+    fields = {"model": "claude", "tools": TOOLS, "reasoning_effort": "low", "temperature": 0.3, "top_p": 0.9,
+              "stop": ["\n"]}
+    if stream:
+        first = streamed_message(client.chat.completions.create(messages=messages, stream=True, **fields))
+    else:
+        done = client.chat.completions.create(messages=messages, **fields)
+        assert done.choices[0].finish_reason == "tool_calls"
+        openapi.check("CreateChatCompletionResponse", done.model_dump(exclude_unset=True))
+        first = done.choices[0].message.model_dump(exclude_none=True)  # what SDK users send back
+    assert first["reasoning_content"] == "Thinking about: echo: weather in Oslo"
+    assert first["thinking_blocks"] == [{"type": "thinking", "thinking": first["reasoning_content"],
+                                         "signature": sign(first["reasoning_content"])}]
+    call = first["tool_calls"][0]
+    assert json.loads(call["function"]["arguments"]) == {"q": "echo: weather in Oslo"}
+    messages += [first, {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}]
+    final = client.chat.completions.create(messages=messages, **fields)
+    assert final.choices[0].finish_reason == "stop"
+    assert final.choices[0].message.content == "echo: weather in Oslo"
+    assert final.choices[0].message.model_extra["reasoning_content"].startswith("Thinking about:")
+    assert final.usage.prompt_tokens_details.cached_tokens == 10  # the fake's answer to cache_control
+    del messages[2]["thinking_blocks"]  # without the signed block Anthropic refuses the turn: relayed as 400
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(messages=messages, **fields)
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude", "mocky"])
+def test_response_objects_field_by_field(client, model):
+    raw = client.responses.with_raw_response.create(model=model, input="Hello", reasoning={"effort": "low"})
+    data = json.loads(raw.text)
+    openapi.check("Response", data)
+    assert set(data) == KEYS and raw.parse().status == "completed"
+    assert data["reasoning"]["effort"] == (None if model == "mocky" else "low")  # only what was applied
+    with client.responses.stream(model=model, input="Hello", include=["reasoning.encrypted_content"]) as stream:
+        events = [e for e in stream if e.type.startswith("response.") and hasattr(e, "response")]
+    assert [set(json.loads(e.response.model_dump_json())) >= KEYS for e in events] == [True] * len(events)
+    assert events[0].response.usage is None and events[-1].response.usage.total_tokens > 0
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude", "gemini", "bedrock", "mocky"])
+def test_forced_tool_choice_without_tools_and_foreign_tool_types_are_400(client, model):
+    hello = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=model, messages=hello, tool_choice="required")
+    assert info.value.body["param"] == "tool_choice"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=model, messages=hello, tools=[{"type": "web_search"}])
+    assert info.value.body["param"] == "tools[0].type"
