@@ -23,7 +23,7 @@ def to_request(deployment, body):
     if (body.get("n") or 1) > 1:
         raise InvalidRequest("Anthropic models return a single choice; n must be 1", param="n")
     system, messages = convert_messages(body.get("messages") or [])
-    thinking = thinking_config(body)
+    thinking = thinking_config(body) if not unsigned_tool_turn(messages) else None
     payload = {"model": deployment.model, "max_tokens": max_tokens(deployment, body, thinking),
                "messages": messages}
     response_format = body.get("response_format") or {}
@@ -63,6 +63,16 @@ def thinking_config(body):
         raise InvalidRequest(f"reasoning_effort must be one of none, {', '.join(THINKING_BUDGETS)}",
                              param="reasoning_effort")
     return {"type": "enabled", "budget_tokens": THINKING_BUDGETS[effort]}
+
+
+def unsigned_tool_turn(turns):
+    """The last assistant turn called tools without a signed thinking block first (a history from another
+    provider, or a client that dropped `thinking_blocks`): Anthropic refuses thinking for such a turn, so
+    this request goes without it rather than failing."""
+    last = next((t["content"] for t in reversed(turns) if t["role"] == "assistant"), None)
+    if not isinstance(last, list) or not any(block["type"] == "tool_use" for block in last):
+        return False
+    return last[0]["type"] not in ("thinking", "redacted_thinking")
 
 
 def sampling(payload, body, thinking):

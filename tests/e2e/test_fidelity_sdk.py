@@ -53,9 +53,12 @@ def test_two_turn_tool_loop_with_reasoning_through_anthropic(client, stream):
     assert final.choices[0].message.content == "echo: weather in Oslo"
     assert final.choices[0].message.model_extra["reasoning_content"].startswith("Thinking about:")
     assert final.usage.prompt_tokens_details.cached_tokens == 10  # the fake's answer to cache_control
-    del messages[2]["thinking_blocks"]  # without the signed block Anthropic refuses the turn: relayed as 400
+    messages[2]["thinking_blocks"][0]["signature"] = "forged"  # Anthropic's refusal is relayed as a 400
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(messages=messages, **fields)
+    del messages[2]["thinking_blocks"]  # without the signed block this turn goes without thinking
+    unthought = client.chat.completions.create(messages=messages, **fields).choices[0].message
+    assert unthought.content == "echo: weather in Oslo" and "reasoning_content" not in unthought.model_extra
 
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude", "mocky"])

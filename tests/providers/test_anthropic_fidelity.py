@@ -224,7 +224,15 @@ def test_fake_tool_loop_with_thinking(upstream_url, stream):
     body["messages"] += [message, {"role": "tool", "tool_call_id": call_id, "content": "sunny"}]
     final = dep.adapter.chat(Call("r"), body)["choices"][0]
     assert final["finish_reason"] == "stop" and final["message"]["content"] == "echo: weather in Oslo"
+    assert final["message"]["reasoning_content"].startswith("Thinking about:")
+    # a tool turn without its signed block (dropped by the client, or from another provider): Anthropic
+    # would refuse thinking, so this turn goes without it
     body["messages"][1] = {k: v for k, v in message.items() if k != "thinking_blocks"}
-    with pytest.raises(UpstreamRejected) as err:  # without the signed block the upstream refuses the turn
+    assert "thinking" not in anthropic_request.to_request(dep, body)
+    unthought = dep.adapter.chat(Call("r"), body)["choices"][0]["message"]
+    assert unthought["content"] == "echo: weather in Oslo" and "reasoning_content" not in unthought
+    tampered = dict(message["thinking_blocks"][0], thinking="something else")
+    body["messages"][1] = dict(message, thinking_blocks=[tampered])
+    with pytest.raises(UpstreamRejected) as err:  # a block changed by the client is refused upstream
         dep.adapter.chat(Call("r"), body)
-    assert "thinking block" in str(err.value.message)
+    assert "signature" in str(err.value.message)
