@@ -250,7 +250,7 @@ UNSUPPORTED = [
     ({"input": part_item({"type": "input_image", "file_id": "file_1"})}, "input[0].content[0].file_id"),
     ({"input": [{"role": "system", "content": [{"type": "input_image", "image_url": "https://x"}]}]},
      "input[0].content[0].type"),
-    ({"input": [{"role": "user", "content": "Hi"}, {"type": "reasoning", "summary": []}]}, "input[1].type"),
+    ({"input": [{"role": "user", "content": "Hi"}, {"type": "web_search_call", "id": "ws_1"}]}, "input[1].type"),
     ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
     ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, "input[0].type"),
     ({"input": [{"content": "no role, no type"}]}, "input[0].type"),

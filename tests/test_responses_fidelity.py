@@ -2,7 +2,8 @@
 applied (issue 12, items 1 and 2)."""
 import pytest
 
-from deltallm.translate.responses import as_applied, to_chat
+from deltallm.translate import reasoning
+from deltallm.translate.responses import as_applied, from_completion, to_chat
 from deltallm.translate.responses_stream import EventStream
 from tests.helpers import chunk, completion, sse, usage_chunk
 from tests.test_responses import URL, check_events, checked, post, sent, stream_events
@@ -92,3 +93,49 @@ def test_streamed_logprobs_are_honoured():
     delta = next(e for e in events if e["type"] == "response.output_text.delta")
     assert delta["logprobs"] == LOGPROBS["content"]
     assert events[-1]["response"]["output"][0]["content"][0]["logprobs"] == LOGPROBS["content"]
+
+
+# -- reasoning items: the chat answer's reasoning, and its signed blocks round-tripped ---------------
+BLOCKS = [{"type": "thinking", "thinking": "Let me see.", "signature": "s1"}, {"type": "redacted_thinking", "data": "r"}]
+
+
+def test_reasoning_becomes_a_reasoning_item_that_goes_back_as_thinking_blocks():
+    message = {"role": "assistant", "content": None, "reasoning_content": "Let me see.", "thinking_blocks": BLOCKS,
+               "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]}
+    answer = from_completion(completion(choices=[{"index": 0, "message": message, "finish_reason": "tool_calls"}]),
+                             {"model": "m", "input": "x"})
+    checked(answer)
+    item = answer["output"][0]
+    assert item["type"] == "reasoning" and item["content"] == [{"type": "reasoning_text", "text": "Let me see."}]
+    assert item["summary"] == [] and item["encrypted_content"].startswith(reasoning.PREFIX)
+    replay = [{"role": "user", "content": "x"}] + answer["output"] + [
+        {"type": "function_call_output", "call_id": "c1", "output": "42"}]
+    chat = to_chat({"model": "m", "input": replay})
+    assert chat["messages"][1] == {"role": "assistant", "content": None, "thinking_blocks": BLOCKS,
+                                   "tool_calls": message["tool_calls"]}
+
+
+def test_reasoning_items_from_elsewhere_are_left_out_and_broken_ones_are_400(client, auth, upstream):
+    upstream.post(URL, json=completion())
+    foreign = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB-openai-blob"}
+    assert post(client, auth, input=[foreign, {"role": "user", "content": "Hi"}]).status_code == 200
+    assert sent(upstream)["messages"] == [{"role": "user", "content": "Hi"}]
+    broken = dict(foreign, encrypted_content=reasoning.PREFIX + "not base64 json")
+    error = post(client, auth, input=[{"role": "user", "content": "Hi"}, broken]).get_json()["error"]
+    assert error["param"] == "input[1].encrypted_content"
+
+
+def test_streamed_reasoning_is_a_reasoning_item_with_its_events():
+    chunks = [chunk({"role": "assistant", "reasoning_content": "Let "}), chunk({"reasoning_content": "me see."}),
+              chunk({"thinking_blocks": BLOCKS[:1]}), chunk({"thinking_blocks": BLOCKS[1:]}),
+              chunk({"content": "Yes."}), chunk({}, "stop"), usage_chunk()]
+    events = check_events(list(EventStream({"model": "m"}).events(chunks)))
+    kinds = [e["type"] for e in events]
+    assert kinds[:8] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added", "response.reasoning_text.delta",
+                         "response.reasoning_text.delta", "response.reasoning_text.done", "response.content_part.done"]
+    done = events[8]
+    assert done["type"] == "response.output_item.done" and done["item"]["type"] == "reasoning"
+    assert reasoning.decode(done["item"]["encrypted_content"], "x") == BLOCKS
+    final = checked(events[-1]["response"])
+    assert [o.type for o in final.output] == ["reasoning", "message"] and final.output_text == "Yes."

@@ -9,7 +9,7 @@ from deltallm.schemas.common import (MAX_TOKENS, Choice, StrictBool, StrictDict,
 ROLES = ("user", "system", "developer", "assistant")
 PARTS = {"user": ("input_text", "input_image"), "system": ("input_text",),
          "developer": ("input_text",), "assistant": ("output_text", "refusal")}
-ITEMS = ("message", "function_call", "function_call_output")
+ITEMS = ("message", "function_call", "function_call_output", "reasoning")
 # Accepted only with these "off" values: each needs state or a feature the chat translation lacks.
 OFF = {
     "previous_response_id": (None,), "conversation": (None,), "prompt": (None,),
@@ -85,6 +85,10 @@ def check_item(i, item):
                     f"supported: {', '.join(ITEMS)}.", "unsupported_value")
     if kind == "message":
         return check_message(item, path)
+    if kind == "reasoning":  # translate/reasoning.py reads encrypted_content; summaries are the model's own
+        if item.get("encrypted_content") is not None:
+            check_type(item["encrypted_content"], str, f"{path}.encrypted_content", "a string")
+        return
     check_type(item.get("call_id"), str, f"{path}.call_id", "a string")
     if kind == "function_call":
         check_type(item.get("name"), str, f"{path}.name", "a string")

@@ -2,6 +2,8 @@
 import time
 import uuid
 
+from deltallm.translate import reasoning
+
 # Request fields with the same name and meaning in chat completions.
 PASSED = ("temperature", "top_p", "user", "safety_identifier", "prompt_cache_key",
           "prompt_cache_retention", "service_tier")
@@ -56,22 +58,26 @@ def input_messages(value):
     """Chat messages for `input`: a string, or message / function_call / function_call_output items."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
-    messages = []
-    for item in value:
+    messages, thinking = [], []  # thinking: blocks of reasoning items, for the next assistant turn
+    for i, item in enumerate(value):
         kind = item.get("type", "message")
-        if kind == "message":
+        if kind == "reasoning":
+            thinking += reasoning.decode(item.get("encrypted_content"), f"input[{i}].encrypted_content")
+        elif kind == "message":
             messages.append(chat_message(item))
         elif kind == "function_call":
             call = {"id": item["call_id"], "type": "function",
                     "function": {"name": item["name"], "arguments": item["arguments"]}}
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant":  # one assistant turn, many calls
+            if last is not None and last["role"] == "assistant" and not thinking:  # one turn, many calls
                 last.setdefault("tool_calls", []).append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         else:  # function_call_output
             messages.append({"role": "tool", "tool_call_id": item["call_id"],
                              "content": tool_output(item["output"])})
+        if thinking and kind != "reasoning" and messages and messages[-1]["role"] == "assistant":
+            messages[-1]["thinking_blocks"], thinking = thinking, []
     return messages
 
 
@@ -206,6 +212,9 @@ def from_completion(completion, req):
     if message.get("refusal"):
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     output = [message_item(parts, status)] if parts else []
+    if message.get("reasoning_content") or message.get("thinking_blocks"):
+        output.insert(0, reasoning.item(new_id, message.get("reasoning_content"), message.get("thinking_blocks"),
+                                        status))
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
         output.append(function_item(call.get("id"), fn.get("name"), fn.get("arguments") or "", status))

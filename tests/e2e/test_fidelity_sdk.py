@@ -83,3 +83,24 @@ def test_forced_tool_choice_without_tools_and_foreign_tool_types_are_400(client,
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=model, messages=hello, tools=[{"type": "web_search"}])
     assert info.value.body["param"] == "tools[0].type"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_tool_loop_with_reasoning_through_anthropic(client, stream):
+    tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+    items = [{"role": "user", "content": "weather in Oslo"}]
+    fields = {"model": "claude", "tools": tools, "reasoning": {"effort": "low"},
+              "include": ["reasoning.encrypted_content"], "store": False}  # as agent SDKs send it
+    if stream:
+        with client.responses.stream(input=items, **fields) as events:
+            first = events.get_final_response()
+    else:
+        first = client.responses.create(input=items, **fields)
+    assert [o.type for o in first.output] == ["reasoning", "function_call"]
+    assert first.output[0].content[0].text == "Thinking about: echo: weather in Oslo"
+    assert first.reasoning.effort == "low"
+    call = first.output[1]
+    items += [o.model_dump(exclude_none=True) for o in first.output]
+    items.append({"type": "function_call_output", "call_id": call.call_id, "output": "sunny"})
+    final = client.responses.create(input=items, **fields)  # the signed thinking went back to Anthropic
+    assert final.output_text == "echo: weather in Oslo" and final.output[0].type == "reasoning"
