@@ -10,7 +10,7 @@ from tests.e2e.conftest import MASTER
 from tests.test_responses import check_events
 
 MODELS = ["gpt-4o-mini", "claude", "gemini", "bedrock", "azure", "mocky"]
-TOOL_MODELS = [m for m in MODELS if m != "mocky"]  # the mock provider never calls tools
+TOOL_MODELS = [m for m in MODELS if m != "mocky"]  # the mock calls tools only when forced or named (test_mock_sdk.py)
 TOOLS = [{"type": "function", "name": "lookup", "description": "Look a thing up", "strict": False,
           "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]
 
