@@ -23,7 +23,9 @@ def to_request(deployment, body):
     if (body.get("n") or 1) > 1:
         raise InvalidRequest("Anthropic models return a single choice; n must be 1", param="n")
     system, messages = convert_messages(body.get("messages") or [])
-    thinking = thinking_config(body) if not unsigned_tool_turn(messages) else None
+    thinking = thinking_config(body)
+    if thinking and unsigned_tool_turn(messages):
+        thinking = None
     payload = {"model": deployment.model, "max_tokens": max_tokens(deployment, body, thinking),
                "messages": messages}
     response_format = body.get("response_format") or {}
