@@ -2,8 +2,7 @@
 applied (issue 12, items 1 and 2)."""
 import pytest
 
-from deltallm.translate import reasoning
-from deltallm.translate.responses import as_applied, from_completion, to_chat
+from deltallm.translate.responses import REASONING_PREFIX, as_applied, decode_reasoning, from_completion, to_chat
 from deltallm.translate.responses_stream import EventStream
 from tests.helpers import chunk, completion, sse, usage_chunk
 from tests.test_responses import URL, check_events, checked, post, sent, stream_events
@@ -107,7 +106,7 @@ def test_reasoning_becomes_a_reasoning_item_that_goes_back_as_thinking_blocks():
     checked(answer)
     item = answer["output"][0]
     assert item["type"] == "reasoning" and item["content"] == [{"type": "reasoning_text", "text": "Let me see."}]
-    assert item["summary"] == [] and item["encrypted_content"].startswith(reasoning.PREFIX)
+    assert item["summary"] == [] and item["encrypted_content"].startswith(REASONING_PREFIX)
     replay = [{"role": "user", "content": "x"}] + answer["output"] + [
         {"type": "function_call_output", "call_id": "c1", "output": "42"}]
     chat = to_chat({"model": "m", "input": replay})
@@ -120,7 +119,7 @@ def test_reasoning_items_from_elsewhere_are_left_out_and_broken_ones_are_400(cli
     foreign = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB-openai-blob"}
     assert post(client, auth, input=[foreign, {"role": "user", "content": "Hi"}]).status_code == 200
     assert sent(upstream)["messages"] == [{"role": "user", "content": "Hi"}]
-    broken = dict(foreign, encrypted_content=reasoning.PREFIX + "not base64 json")
+    broken = dict(foreign, encrypted_content=REASONING_PREFIX + "not base64 json")
     error = post(client, auth, input=[{"role": "user", "content": "Hi"}, broken]).get_json()["error"]
     assert error["param"] == "input[1].encrypted_content"
 
@@ -136,6 +135,6 @@ def test_streamed_reasoning_is_a_reasoning_item_with_its_events():
                          "response.reasoning_text.delta", "response.reasoning_text.done", "response.content_part.done"]
     done = events[8]
     assert done["type"] == "response.output_item.done" and done["item"]["type"] == "reasoning"
-    assert reasoning.decode(done["item"]["encrypted_content"], "x") == BLOCKS
+    assert decode_reasoning(done["item"]["encrypted_content"], "x") == BLOCKS
     final = checked(events[-1]["response"])
     assert [o.type for o in final.output] == ["reasoning", "message"] and final.output_text == "Yes."

@@ -1,8 +1,12 @@
 """The Responses API over chat: request to chat body, and chat completion to Response object."""
+import base64
+import binascii
 import time
 import uuid
 
-from deltallm.translate import reasoning
+import orjson
+
+from deltallm.errors import InvalidRequest
 
 # Request fields with the same name and meaning in chat completions.
 PASSED = ("temperature", "top_p", "user", "safety_identifier", "prompt_cache_key",
@@ -14,8 +18,32 @@ ECHOED_IF_SENT = ("prompt_cache_retention",)
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
+# `encrypted_content` of the reasoning items this gateway returns: the provider's signed thinking blocks
+# (Anthropic's signatures guard them), encoded, not encrypted; sent back in `input`, they continue a
+# tool loop with thinking on. The prefix tells them from other services' reasoning items.
+REASONING_PREFIX = "dlt1:"
+
+
 def new_id(prefix):
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def encode_reasoning(blocks):
+    return REASONING_PREFIX + base64.urlsafe_b64encode(orjson.dumps(blocks)).decode() if blocks else None
+
+
+def decode_reasoning(value, param):
+    """The thinking blocks of a reasoning input item's `encrypted_content`; [] for other services' items,
+    whose reasoning no other provider can read."""
+    if not isinstance(value, str) or not value.startswith(REASONING_PREFIX):
+        return []
+    try:
+        blocks = orjson.loads(base64.urlsafe_b64decode(value[len(REASONING_PREFIX):]))
+    except (binascii.Error, ValueError):
+        blocks = None
+    if not isinstance(blocks, list):
+        raise InvalidRequest("encrypted_content is not a reasoning item this gateway returned", param=param)
+    return blocks
 
 
 # -- request ----------------------------------------------------------------------------------
@@ -62,7 +90,7 @@ def input_messages(value):
     for i, item in enumerate(value):
         kind = item.get("type", "message")
         if kind == "reasoning":
-            thinking += reasoning.decode(item.get("encrypted_content"), f"input[{i}].encrypted_content")
+            thinking += decode_reasoning(item.get("encrypted_content"), f"input[{i}].encrypted_content")
         elif kind == "message":
             messages.append(chat_message(item))
         elif kind == "function_call":
@@ -213,8 +241,7 @@ def from_completion(completion, req):
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     output = [message_item(parts, status)] if parts else []
     if message.get("reasoning_content") or message.get("thinking_blocks"):
-        output.insert(0, reasoning.item(new_id, message.get("reasoning_content"), message.get("thinking_blocks"),
-                                        status))
+        output.insert(0, reasoning_item(message.get("reasoning_content"), message.get("thinking_blocks"), status))
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
         output.append(function_item(call.get("id"), fn.get("name"), fn.get("arguments") or "", status))
@@ -225,6 +252,13 @@ def from_completion(completion, req):
 def text_part(text="", logprobs=()):
     """An output_text part; `logprobs` are chat's logprobs.content items, which have the Responses shape."""
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": list(logprobs)}
+
+
+def reasoning_item(text, blocks, status):
+    """A `reasoning` output item for a chat message's reasoning_content and thinking_blocks."""
+    return {"id": new_id("rs"), "type": "reasoning", "summary": [],
+            "content": [{"type": "reasoning_text", "text": text}] if text else [],
+            "encrypted_content": encode_reasoning(blocks), "status": status}
 
 
 def message_item(content, status):

@@ -3,9 +3,8 @@ import copy
 import logging
 
 from deltallm.errors import GatewayError
-from deltallm.translate import reasoning
-from deltallm.translate.responses import (INCOMPLETE, finish, function_item, message_item, new_id,
-                                          responses_usage, skeleton, text_part, wants_logprobs)
+from deltallm.translate.responses import (INCOMPLETE, encode_reasoning, finish, function_item, message_item,
+                                          reasoning_item, responses_usage, skeleton, text_part, wants_logprobs)
 
 # part kind -> (item type, delta event, done event, the part's text key)
 PARTS = {"output_text": ("message", "response.output_text.delta", "response.output_text.done", "text"),
@@ -69,7 +68,7 @@ class EventStream:
                 yield from self.text("reasoning_text", delta["reasoning_content"])
             if delta.get("thinking_blocks"):
                 if self.item is None or self.item["type"] != "reasoning":
-                    yield from self.open_item(reasoning.item(new_id, None, None, "in_progress"))
+                    yield from self.open_item(reasoning_item(None, None, "in_progress"))
                 self.thinking += delta["thinking_blocks"]
             if delta.get("content"):
                 logprobs = (choice.get("logprobs") or {}).get("content") if self.logprobs else None
@@ -97,7 +96,7 @@ class EventStream:
             yield self.emit("response.function_call_arguments.done", **self.where(), name=item["name"],
                             arguments=item["arguments"])
         if item["type"] == "reasoning":
-            item["encrypted_content"], self.thinking = reasoning.encode(self.thinking), []
+            item["encrypted_content"], self.thinking = encode_reasoning(self.thinking), []
         item["status"] = "incomplete" if self.finish_reason in INCOMPLETE else "completed"
         self.output.append(item)
         self.item = None
@@ -108,7 +107,7 @@ class EventStream:
         item_type, delta_event, _, key = PARTS[kind]
         if self.item is None or self.item["type"] != item_type:
             yield from self.open_item(message_item([], "in_progress") if item_type == "message"
-                                      else reasoning.item(new_id, None, None, "in_progress"))
+                                      else reasoning_item(None, None, "in_progress"))
         if self.part != kind:
             yield from self.close_part()
             part = text_part() if kind == "output_text" else {"type": kind, key: ""}
