@@ -27,10 +27,15 @@ def calls(body, mode):
 
     Like a model: `tool_choice` "required" or a named function always calls (the named or first tool);
     otherwise, after a user turn, a prompt naming a tool calls it. `mode` (mock_tool_calls) adds
-    `first` / `all` (after a user turn) and `always` (every turn); False turns calling off.
+    `first` / `all` (after a user turn) and `always` (every turn); False turns calling off; a list of
+    tool calls (LiteLLM's form) is answered as given after a user turn.
     """
+    if isinstance(mode, list):
+        messages = body.get("messages") or []
+        return pinned(mode) if messages and messages[-1].get("role") == "user" else []
     if mode not in (None, False) and mode not in MODES:
-        raise InvalidRequest(f"mock_tool_calls must be one of {', '.join(MODES)}", param="mock_tool_calls")
+        raise InvalidRequest(f"mock_tool_calls must be one of {', '.join(MODES)} or a list of tool calls",
+                             param="mock_tool_calls")
     tools = [t["function"] for t in body.get("tools") or [] if t.get("type") == "function" and t.get("function")]
     choice = body.get("tool_choice")
     if not tools or choice == "none" or mode is False:
@@ -52,6 +57,21 @@ def calls(body, mode):
     return [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
              "function": {"name": t["name"], "arguments": orjson.dumps(example(t.get("parameters"), text)).decode()}}
             for t in chosen]
+
+
+def pinned(given):
+    """Pinned tool calls ({id?, function: {name, arguments: JSON text or object}}) as OpenAI tool_calls."""
+    out = []
+    for i, call in enumerate(given):
+        fn = call.get("function") if isinstance(call, dict) else None
+        arguments = fn.get("arguments", {}) if isinstance(fn, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(arguments, (str, dict)):
+            raise InvalidRequest("each pinned tool call needs function.name and function.arguments (a JSON "
+                                 "string or object)", param=f"mock_tool_calls[{i}]")
+        out.append({"id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                    "function": {"name": fn["name"], "arguments": arguments if isinstance(arguments, str)
+                                 else orjson.dumps(arguments).decode()}})
+    return out
 
 
 def structured(body, text):

@@ -121,3 +121,22 @@ def test_pins_override_behaviour():
     assert per_request["choices"][0]["message"]["content"] == "pinned"
     with pytest.raises(InvalidRequest):
         provider().chat(Call("r"), body(tools=[WEATHER], mock_tool_calls="sometimes"))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_pinned_tool_calls_are_answered_as_given(stream):
+    pins = [{"id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": '{"tz": "UTC"}'}},
+            {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]
+    request = body(tools=[WEATHER, TIME], mock_tool_calls=pins)
+    if stream:
+        calls = list(provider().chat_stream(Call("r"), request))[0]["choices"][0]["delta"]["tool_calls"]
+    else:
+        calls = provider().chat(Call("r"), request)["choices"][0]["message"]["tool_calls"]
+    assert [(c["function"]["name"], c["function"]["arguments"]) for c in calls] == [
+        ("get_time", '{"tz": "UTC"}'), ("get_weather", '{"city":"Oslo"}')]
+    assert calls[0]["id"] == "call_1" and calls[1]["id"].startswith("call_")
+    request["messages"].append({"role": "tool", "tool_call_id": "call_1", "content": "noon"})
+    assert provider(mock_tool_calls=pins).chat(Call("r"), request)["choices"][0]["finish_reason"] == "stop"
+    with pytest.raises(InvalidRequest) as err:
+        provider().chat(Call("r"), body(tools=[WEATHER], mock_tool_calls=[{"function": {"arguments": "{}"}}]))
+    assert err.value.param == "mock_tool_calls[0]"
