@@ -6,7 +6,7 @@ stream chunks). It calls the request's function tools as a model would (see mock
 `tool_choice` "required" or a named function always calls, and a user prompt naming a tool calls it;
 `mock_tool_calls` pins more: `first` (the first tool, or the one tool_choice names, when the last
 message is the user's), `all` (every tool at once, likewise), `always` (the first tool on every turn,
-tool results or not) or false (never). Arguments are built to fit each tool's parameters schema, and a
+tool results or not), false (never) or a list of exact tool calls (LiteLLM's form). Arguments are built to fit each tool's parameters schema, and a
 `response_format` json_schema / json_object is answered with JSON valid against it. A request may
 also carry `mock_response` or `mock_tool_calls` itself, as with LiteLLM. Otherwise the
 reply is `This is a mock response to: <last user text>`. A reply stops after `max_tokens` words, and
