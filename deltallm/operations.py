@@ -8,7 +8,7 @@ from deltallm.schemas.embeddings import embedding_request
 from deltallm.schemas.rerank import too_many
 from deltallm.schemas.responses import responses_request
 from deltallm.translate import completions
-from deltallm.translate.responses import from_completion, to_chat
+from deltallm.translate.responses import as_applied, from_completion, to_chat
 
 
 class Operation(NamedTuple):
@@ -38,7 +38,8 @@ def legacy_completion(gw, call, body):
 
 def response(gw, call, req):
     body = to_chat(req)
-    return from_completion(gw.router.run(call, req["model"], lambda d: d.adapter.chat(call, body)), req)
+    completion = gw.router.run(call, req["model"], lambda d: d.adapter.chat(call, body))
+    return from_completion(completion, as_applied(req, call.deployment.adapter))
 
 
 def request_fallbacks(body):

@@ -18,10 +18,26 @@ def _nullable(node):
     return node
 
 
+# Properties OpenAI's API returns as null that the component schemas do not declare nullable: the
+# document's own Response example has `"user": null`, and a Response in response.created /
+# response.in_progress events carries `"usage": null` (the openai SDK types both Optional).
+RETURNED_NULL = {"Response": ("usage",), "ModelResponseProperties": ("user",)}
+
+
+def _returned_null(components):
+    for name, keys in RETURNED_NULL.items():
+        schema = components["schemas"][name]
+        for part in schema.get("allOf", [schema]):
+            for key in keys:
+                if key in part.get("properties", {}):
+                    part["properties"][key] = {"anyOf": [part["properties"][key], {"type": "null"}]}
+    return components
+
+
 @functools.lru_cache(maxsize=None)
 def _components():
     with SPEC.open(encoding="utf-8") as fh:
-        return _nullable(json.load(fh)["components"])
+        return _returned_null(_nullable(json.load(fh)["components"]))
 
 
 @functools.lru_cache(maxsize=None)

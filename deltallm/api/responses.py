@@ -6,7 +6,7 @@ from deltallm.mcp.loop import check_request
 from deltallm.operations import response
 from deltallm.schemas.responses import responses_request
 from deltallm.sse import event
-from deltallm.translate.responses import from_completion, mcp_items, to_chat
+from deltallm.translate.responses import as_applied, from_completion, mcp_items, to_chat
 from deltallm.translate.responses_stream import EventStream
 
 bp = Blueprint("responses", __name__)
@@ -20,7 +20,7 @@ def create_response():
     found = check_request(body)
     if found:  # the gateway runs the model's MCP calls itself, turn by turn
         completion, executed, offered = mcp_loop(call, body, found, req.get("max_tool_calls"))
-        answer = from_completion(completion, req)
+        answer = from_completion(completion, as_applied(req, call.deployment.adapter))
         answer["output"] = mcp_items(offered.listed, executed) + answer["output"]
         return json_response(answer)
     if not req.get("stream"):
@@ -28,7 +28,7 @@ def create_response():
     router = gateway().router
     # Opened before the first byte, so upstream failures here are retried and answered as JSON errors.
     chunks = router.run(call, req["model"], lambda d: d.adapter.chat_stream(call, body))
-    events = EventStream(req, g.request_id).events(chunks)
+    events = EventStream(as_applied(req, call.deployment.adapter), g.request_id).events(chunks)
     encoded = (event(item, item["type"]) for item in events)
     # The Responses API has no [DONE]; failures are already events (see EventStream.fail).
     return sse_response(encoded, done=None)

@@ -25,6 +25,7 @@ class AnthropicProvider(Provider):
     name = "anthropic"
     default_api_base = "https://api.anthropic.com/v1"
     key_header = ("x-api-key", "{key}")
+    applies_reasoning_effort = True  # as extended thinking (anthropic_request.THINKING_BUDGETS)
 
     def __init__(self, deployment):
         super().__init__(deployment)
@@ -76,18 +77,18 @@ def finish_reason(stop_reason, has_tool_calls):
 
 def usage_of(usage):
     """OpenAI usage; cache writes and reads are input the model read, so they count as prompt."""
-    cached = usage.get("cache_read_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + (usage.get("cache_creation_input_tokens") or 0) + cached
+    cached, written = usage.get("cache_read_input_tokens") or 0, usage.get("cache_creation_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + written + cached
     completion = usage.get("output_tokens") or 0
     out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    if cached:
-        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    if cached or written:
+        out["prompt_tokens_details"] = {"cached_tokens": cached, "cache_write_tokens": written}
     return out
 
 
 def from_response(deployment, data, json_tool=None):
     """An OpenAI chat.completion dict for a Messages API response."""
-    texts, tool_calls, json_text = [], [], None
+    texts, tool_calls, json_text, thoughts, thinking = [], [], None, [], []
     for block in data.get("content") or []:
         kind = block.get("type")
         if kind == "text":
@@ -97,9 +98,18 @@ def from_response(deployment, data, json_tool=None):
         elif kind == "tool_use":
             tool_calls.append({"id": block.get("id"), "type": "function", "function": {
                 "name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()}})
-        # thinking and server-tool blocks have no chat.completions counterpart
+        elif kind == "thinking":
+            thoughts.append(block.get("thinking") or "")
+            thinking.append({"type": "thinking", "thinking": block.get("thinking") or "",
+                             "signature": block.get("signature") or ""})
+        elif kind == "redacted_thinking":
+            thinking.append({"type": "redacted_thinking", "data": block.get("data") or ""})
+        # server-tool blocks have no chat.completions counterpart
     content = json_text if json_text is not None else ("".join(texts) if texts else None)
     message = {"role": "assistant", "content": content, "refusal": None}
+    if thinking:  # reasoning_content as LiteLLM and DeepSeek clients read it; the signed blocks go back
+        message["reasoning_content"] = "".join(thoughts)
+        message["thinking_blocks"] = thinking
     if tool_calls:
         message["tool_calls"] = tool_calls
     finish = finish_reason(data.get("stop_reason"), bool(tool_calls))
@@ -119,7 +129,8 @@ class StreamTranslator:
         self.model = deployment.model
         self.created = int(time.time())
         self.usage = {}
-        self.blocks = {}  # Anthropic block index -> "text", "json", an OpenAI tool index, or None
+        self.blocks = {}  # Anthropic block index -> "text", "json", "thinking", an OpenAI tool index, or None
+        self.thinking = {}  # thinking block index -> the block so far (its text and signature)
         self.tool_count = 0
         self.filled = set()  # blocks whose input got any JSON text
         self.done = False
@@ -169,19 +180,33 @@ class StreamTranslator:
             return [self.chunk({"tool_calls": [{
                 "index": self.blocks[index], "id": block.get("id"), "type": "function",
                 "function": {"name": block.get("name"), "arguments": ""}}]})]
-        self.blocks[index] = None  # thinking, server tools ...: nothing to show in chat chunks
+        if kind == "thinking":
+            self.blocks[index] = "thinking"
+            self.thinking[index] = {"type": "thinking", "thinking": block.get("thinking") or "",
+                                    "signature": block.get("signature") or ""}
+            return [self.chunk({"reasoning_content": block["thinking"]})] if block.get("thinking") else []
+        self.blocks[index] = None  # server tools ...: nothing to show in chat chunks
+        if kind == "redacted_thinking":
+            return [self.chunk({"thinking_blocks": [{"type": "redacted_thinking", "data": block.get("data") or ""}]})]
         return []
 
     def block_delta(self, index, delta):
         kind, target = delta.get("type"), self.blocks.get(index)
         if kind == "text_delta" and target == "text":
             return [self.chunk({"content": delta.get("text") or ""})]
+        if target == "thinking" and kind in ("thinking_delta", "signature_delta"):
+            field = kind.partition("_")[0]
+            self.thinking[index][field] += delta.get(field) or ""
+            return [self.chunk({"reasoning_content": delta["thinking"]})] if kind == "thinking_delta" and \
+                delta.get("thinking") else []
         if kind != "input_json_delta" or not delta.get("partial_json"):
             return []
         self.filled.add(index)
         return self.input_json(target, delta["partial_json"])
 
     def block_stop(self, index):
+        if self.blocks.get(index) == "thinking":  # the whole signed block, for the client to send back
+            return [self.chunk({"thinking_blocks": [self.thinking.pop(index)]})]
         # A tool called without input streams no JSON at all (or only ""), which would leave the
         # client with arguments "" (json.loads fails); OpenAI and the non-streamed answer say "{}".
         return [] if index in self.filled else self.input_json(self.blocks.get(index), "{}")

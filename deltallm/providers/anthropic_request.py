@@ -1,13 +1,21 @@
-"""OpenAI chat requests as Anthropic Messages requests (system, turns, tools, response formats)."""
+"""OpenAI chat requests as Anthropic Messages requests (system, turns, sampling, thinking, tools, formats)."""
 import orjson
 
 from deltallm.errors import InvalidRequest
+from deltallm.providers.anthropic_content import (cache_control, marked, message_cache, system_blocks,
+                                                  text_of, thinking_blocks, user_blocks)
 
 DEFAULT_MAX_TOKENS = 4096
 # Anthropic has no JSON mode; an instruction is the only portable lever (prefill is gone on new models).
 JSON_OBJECT_INSTRUCTION = ("Respond with a single valid JSON object and nothing else: "
                            "no prose, no Markdown code fences.")
 JSON_TOOL_DESCRIPTION = "Give the final answer by calling this tool; its input is the response."
+# With thinking on, Anthropic refuses a forced tool: the schema tool is offered and asked for in words.
+JSON_TOOL_INSTRUCTION = "Give your final answer by calling the `{}` tool; its input is the response."
+# reasoning_effort -> extended thinking budget_tokens (Anthropic's floor is 1024).
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+# Anthropic requires the first turn to be the user's; a history that opens with the assistant gets this.
+OPENING_USER_TURN = "."
 
 
 def to_request(deployment, body):
@@ -15,36 +23,83 @@ def to_request(deployment, body):
     if (body.get("n") or 1) > 1:
         raise InvalidRequest("Anthropic models return a single choice; n must be 1", param="n")
     system, messages = convert_messages(body.get("messages") or [])
-    payload = {"model": deployment.model, "max_tokens": max_tokens(deployment, body),
+    thinking = thinking_config(body)
+    if thinking and unsigned_tool_turn(messages):
+        thinking = None
+    payload = {"model": deployment.model, "max_tokens": max_tokens(deployment, body, thinking),
                "messages": messages}
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_object":
-        system.append(JSON_OBJECT_INSTRUCTION)
-    if system:
-        payload["system"] = "\n\n".join(system)
+        system.append({"type": "text", "text": JSON_OBJECT_INSTRUCTION})
     stop = body.get("stop")
+    # Anthropic refuses whitespace-only stop sequences ("\n" is common); they cannot be honoured
+    stop = [s for s in ([stop] if isinstance(stop, str) else stop or []) if s.strip()]
     if stop:
-        payload["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    for key in ("temperature", "top_p", "top_k"):
-        if body.get(key) is not None:
-            payload[key] = body[key]
+        payload["stop_sequences"] = stop
+    sampling(payload, body, thinking)
     if body.get("user"):
         payload["metadata"] = {"user_id": str(body["user"])}
-    tools, choice = convert_tools(body)
+    tools, choice = convert_tools(body, thinking)
     if tools:
         payload["tools"] = tools
     if choice:
         payload["tool_choice"] = choice
+    if thinking:
+        payload["thinking"] = thinking
+        if json_tool_name(body):
+            system.append({"type": "text", "text": JSON_TOOL_INSTRUCTION.format(json_tool_name(body))})
+    if system:
+        # one string unless a block carries a cache breakpoint (then the blocks themselves)
+        cached = any("cache_control" in block for block in system)
+        payload["system"] = system if cached else "\n\n".join(block["text"] for block in system)
     # Everything else (seed, logprobs, penalties, logit_bias ...) has no Messages API equivalent.
     return payload
 
 
-def max_tokens(deployment, body):
-    for value in (body.get("max_completion_tokens"), body.get("max_tokens"),
-                  deployment.params.get("max_tokens")):
-        if value is not None:
-            return int(value)
-    return DEFAULT_MAX_TOKENS  # Anthropic requires max_tokens; OpenAI clients usually omit it
+def thinking_config(body):
+    """Extended thinking for `reasoning_effort` (None: off)."""
+    effort = body.get("reasoning_effort")
+    if effort is None or effort == "none":
+        return None
+    if effort not in THINKING_BUDGETS:
+        raise InvalidRequest(f"reasoning_effort must be one of none, {', '.join(THINKING_BUDGETS)}",
+                             param="reasoning_effort")
+    return {"type": "enabled", "budget_tokens": THINKING_BUDGETS[effort]}
+
+
+def unsigned_tool_turn(turns):
+    """The last assistant turn called tools without a signed thinking block first (a history from another
+    provider, or a client that dropped `thinking_blocks`): Anthropic refuses thinking for such a turn, so
+    this request goes without it rather than failing."""
+    last = next((t["content"] for t in reversed(turns) if t["role"] == "assistant"), None)
+    if not isinstance(last, list) or not any(block["type"] == "tool_use" for block in last):
+        return False
+    return last[0]["type"] not in ("thinking", "redacted_thinking")
+
+
+def sampling(payload, body, thinking):
+    temperature, top_p, top_k = body.get("temperature"), body.get("top_p"), body.get("top_k")
+    if thinking:
+        # Thinking refuses temperature and top_k changes, and takes top_p only from 0.95 to 1.
+        if top_p is not None and 0.95 <= top_p < 1:
+            payload["top_p"] = top_p
+        return
+    # Current Claude models refuse temperature and top_p together: temperature wins; top_p 1 is the default.
+    if temperature is not None:
+        payload["temperature"] = temperature
+    elif top_p is not None and top_p != 1:
+        payload["top_p"] = top_p
+    if top_k is not None:
+        payload["top_k"] = top_k
+
+
+def max_tokens(deployment, body, thinking=None):
+    value = next((int(v) for v in (body.get("max_completion_tokens"), body.get("max_tokens"),
+                                   deployment.params.get("max_tokens")) if v is not None),
+                 DEFAULT_MAX_TOKENS)  # Anthropic requires max_tokens; OpenAI clients usually omit it
+    if thinking and value <= thinking["budget_tokens"]:
+        value += thinking["budget_tokens"]  # the budget must stay below max_tokens: room for the answer too
+    return value
 
 
 def json_tool_name(body):
@@ -56,17 +111,15 @@ def json_tool_name(body):
 
 
 def convert_messages(messages):
-    """(system texts, alternating user/assistant turns) from OpenAI messages."""
+    """(system text blocks, alternating user/assistant turns) from OpenAI messages."""
     system, turns = [], []
     for i, message in enumerate(messages):
-        role = message.get("role")
+        role, where = message.get("role"), f"messages[{i}]"
         if role in ("system", "developer"):
-            text = text_of(message.get("content"))
-            if text.strip():
-                system.append(text)
+            system.extend(system_blocks(message, where))
             continue
         if role == "user":
-            turn_role, blocks = "user", user_blocks(message.get("content"), f"messages[{i}].content")
+            turn_role, blocks = "user", user_blocks(message, where)
         elif role == "assistant":
             turn_role, blocks = "assistant", assistant_blocks(message, i)
         elif role == "tool":
@@ -82,82 +135,36 @@ def convert_messages(messages):
             turns[-1]["content"].extend(blocks)
         else:
             turns.append({"role": turn_role, "content": blocks})
+    if turns and turns[0]["role"] == "assistant":
+        turns.insert(0, {"role": "user", "content": [{"type": "text", "text": OPENING_USER_TURN}]})
     for turn in turns:  # a lone text block reads better (and is smaller) as a plain string
-        if len(turn["content"]) == 1 and turn["content"][0]["type"] == "text":
-            turn["content"] = turn["content"][0]["text"]
+        only = turn["content"][0]
+        if len(turn["content"]) == 1 and only["type"] == "text" and "cache_control" not in only:
+            turn["content"] = only["text"]
     return system, turns
 
 
-def text_of(content):
-    if isinstance(content, list):
-        return "\n".join(p.get("text") or "" for p in content
-                         if isinstance(p, dict) and p.get("type") == "text")
-    return content or ""
-
-
-def user_blocks(content, where):
-    if not isinstance(content, list):
-        return [{"type": "text", "text": content}] if (content or "").strip() else []
-    blocks = []
-    for j, part in enumerate(content):
-        kind = part.get("type")
-        if kind == "text":
-            if (part.get("text") or "").strip():
-                blocks.append({"type": "text", "text": part["text"]})
-        elif kind == "image_url":
-            blocks.append(image_block(part.get("image_url"), f"{where}[{j}].image_url.url"))
-        elif kind == "file":
-            blocks.append(document_block(part.get("file") or {}, f"{where}[{j}].file"))
-        else:
-            raise InvalidRequest(f"content part type {kind!r} is not supported by Anthropic models",
-                                 param=f"{where}[{j}].type")
-    return blocks
-
-
-def base64_source(url):
-    """'data:image/png;base64,XXX' -> an Anthropic base64 source; None for anything else."""
-    header, sep, data = url[5:].partition(",") if url.startswith("data:") else ("", "", "")
-    fields = header.split(";")
-    if sep and fields[0] and fields[-1] == "base64":
-        return {"type": "base64", "media_type": fields[0], "data": data}
-    return None
-
-
-def image_block(ref, param):
-    url = ref.get("url") if isinstance(ref, dict) else ref
-    url = url if isinstance(url, str) else ""
-    source = base64_source(url) or (
-        {"type": "url", "url": url} if url.startswith(("https://", "http://")) else None)
-    if not source:
-        raise InvalidRequest("image_url.url must be an http(s) URL or a base64 data URL", param=param)
-    return {"type": "image", "source": source}
-
-
-def document_block(file, param):
-    source = base64_source(file.get("file_data") or "")
-    if not source or source["media_type"] != "application/pdf":
-        # file_id refers to OpenAI's file store, which Anthropic cannot read
-        raise InvalidRequest("Anthropic models accept files only as base64 PDF data URLs in file_data",
-                             param=param)
-    return {"type": "document", "source": source}
-
-
 def assistant_blocks(message, i):
+    where = f"messages[{i}]"
+    blocks = thinking_blocks(message, where)  # signed thinking first, as Anthropic returned it
     text = text_of(message.get("content"))
     # Anthropic refuses blank text blocks ("text content blocks must contain non-whitespace text");
     # an assistant turn of "\n\n" before its tool calls is common
-    blocks = [{"type": "text", "text": text}] if text.strip() else []
+    if text.strip():
+        blocks.append({"type": "text", "text": text})
     for j, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
-        where = f"messages[{i}].tool_calls[{j}].function.arguments"
+        param = f"{where}.tool_calls[{j}].function.arguments"
         try:
             arguments = orjson.loads(function.get("arguments") or "{}")
         except orjson.JSONDecodeError:
-            raise InvalidRequest("tool call arguments must be a JSON object", param=where) from None
+            raise InvalidRequest("tool call arguments must be a JSON object", param=param) from None
         if not isinstance(arguments, dict):
-            raise InvalidRequest("tool call arguments must be a JSON object", param=where)
+            raise InvalidRequest("tool call arguments must be a JSON object", param=param)
         blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"),
                        "input": arguments})
+    if blocks and blocks[-1]["type"] in ("text", "tool_use"):
+        marked(blocks[-1], message_cache(message, where))
     return blocks
 
 
@@ -168,10 +175,10 @@ def tool_result(message, i):
     text = text_of(message.get("content"))
     if text.strip():  # Anthropic rejects blank text blocks but accepts a result without content
         block["content"] = text
-    return block
+    return marked(block, message_cache(message, f"messages[{i}]"))
 
 
-def convert_tools(body):
+def convert_tools(body, thinking=None):
     """(Anthropic tools, tool_choice) from OpenAI tools, tool_choice, parallel_tool_calls and
     a json_schema response_format (a forced tool whose input is the structured answer)."""
     tools = []
@@ -184,8 +191,12 @@ def convert_tools(body):
                      "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
         if function.get("description"):
             converted["description"] = function["description"]
-        tools.append(converted)
+        tools.append(marked(converted, cache_control(tool, f"tools[{i}]")))
     choice = convert_tool_choice(body.get("tool_choice")) if tools else None
+    if thinking and choice and choice["type"] in ("any", "tool"):
+        raise InvalidRequest("Anthropic models cannot think (reasoning_effort) while a tool call is forced "
+                             "(tool_choice required or a named function); drop one of them",
+                             param="tool_choice", code="unsupported_value")
     name = json_tool_name(body)
     if name:
         if any(t["name"] == name for t in tools):
@@ -194,7 +205,9 @@ def convert_tools(body):
         schema = body["response_format"].get("json_schema") or {}
         tools.append({"name": name, "description": schema.get("description") or JSON_TOOL_DESCRIPTION,
                       "input_schema": schema.get("schema") or {"type": "object"}})
-        if len(tools) == 1 or (choice and choice["type"] == "none"):
+        if thinking:
+            choice = {"type": "auto"}  # see JSON_TOOL_INSTRUCTION
+        elif len(tools) == 1 or (choice and choice["type"] == "none"):
             choice = {"type": "tool", "name": name}
         elif choice is None or choice["type"] == "auto":
             choice = {"type": "any"}  # call a real tool or answer through the schema tool, no prose

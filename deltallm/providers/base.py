@@ -62,10 +62,10 @@ class Call:
             value = usage.get(name)
             if isinstance(value, int) and not isinstance(value, bool):
                 total[name] += value
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        if isinstance(cached, int) and cached:
-            details = total.setdefault("prompt_tokens_details", {"cached_tokens": 0})
-            details["cached_tokens"] += cached
+        for name, value in (usage.get("prompt_tokens_details") or {}).items():
+            if name in ("cached_tokens", "cache_write_tokens") and isinstance(value, int) and value:
+                details = total.setdefault("prompt_tokens_details", {"cached_tokens": 0})
+                details[name] = details.get(name, 0) + value
 
 
 
@@ -105,6 +105,8 @@ class Provider:
     default_api_base = None
     # how the deployment's api_key travels: (header, value template)
     key_header = ("Authorization", "Bearer {key}")
+    # reasoning_effort reaches the model (a Response echoes reasoning.effort only then)
+    applies_reasoning_effort = False
 
     def __init__(self, deployment):
         self.deployment = deployment

@@ -68,6 +68,8 @@ class BedrockProvider(Provider):
     """Converse for chat, ConverseStream (binary AWS event stream) for streaming chat."""
 
     name = "bedrock"
+    # as Claude thinking (bedrock_claude); other models refuse reasoning_effort with a 400
+    applies_reasoning_effort = True
 
     def __init__(self, deployment):
         super().__init__(deployment)

@@ -145,6 +145,8 @@ class GeminiProvider(Provider):
     """Gemini's native generateContent API, authenticated with the deployment's `x-goog-api-key`."""
 
     name = "gemini"
+    # as thinkingConfig (gemini_config); a model or value it cannot apply to is a 400, never ignored
+    applies_reasoning_effort = True
     default_api_base = "https://generativelanguage.googleapis.com/v1beta"
     key_header = ("x-goog-api-key", "{key}")  # a header, so the key never lands in URL logs
 

@@ -2,10 +2,13 @@
 
 Configure with `model: mock/<any-name>` and optionally `mock_response` (fixed reply text),
 `mock_latency_ms` (delay before the reply or first chunk) and `mock_chunk_delay_ms` (between
-stream chunks). `mock_tool_calls` makes it call the request's function tools: `first` (the first tool, or
-the one tool_choice names, when the last message is the user's), `all` (every tool at once, likewise) or
-`always` (the first tool on every turn, tool results or not); arguments are built to fit each tool's
-parameters schema. A request may also carry `mock_response` or `mock_tool_calls` itself, as with LiteLLM. Otherwise the
+stream chunks). It calls the request's function tools as a model would (see mock_tools.calls):
+`tool_choice` "required" or a named function always calls, and a user prompt naming a tool calls it;
+`mock_tool_calls` pins more: `first` (the first tool, or the one tool_choice names, when the last
+message is the user's), `all` (every tool at once, likewise), `always` (the first tool on every turn,
+tool results or not), false (never) or a list of exact tool calls (LiteLLM's form). Arguments are built to fit each tool's parameters schema, and a
+`response_format` json_schema / json_object is answered with JSON valid against it. A request may
+also carry `mock_response` or `mock_tool_calls` itself, as with LiteLLM. Otherwise the
 reply is `This is a mock response to: <last user text>`. A reply stops after `max_tokens` words, and
 after MAX_REPLY_WORDS words or MAX_REPLY_CHARS characters in any case (finish_reason `length`).
 """
@@ -17,6 +20,7 @@ import uuid
 
 from deltallm.errors import InvalidRequest
 from deltallm.providers import mock_tools
+from deltallm.providers.mock_tools import text_of
 from deltallm.providers.base import Provider
 
 
@@ -26,14 +30,6 @@ MAX_REPLY_WORDS, MAX_REPLY_CHARS = 1024, 16384
 # Bounds on what one embeddings request may make the mock compute (OpenAI's models stop at 3072).
 MAX_DIMENSIONS = 8192
 MAX_VALUES = 1 << 20  # inputs x dimensions: about 20 MB of JSON
-
-
-def text_of(content):
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
 
 
 def count_tokens(text):
@@ -58,8 +54,9 @@ class MockProvider(Provider):
         if fixed is not None and not isinstance(fixed, str):
             raise InvalidRequest("mock_response must be a string", param="mock_response")
         messages = body.get("messages") or []
-        last_user = next((text_of(m.get("content")) for m in reversed(messages)
-                          if m.get("role") == "user"), "")
+        last_user = mock_tools.user_text(messages)
+        if fixed is None:
+            fixed = mock_tools.structured(body, last_user)
         reply = fixed if fixed is not None else f"This is a mock response to: {last_user}"
         finish = "stop" if len(reply) <= MAX_REPLY_CHARS else "length"
         words = reply[:MAX_REPLY_CHARS].split(" ", MAX_REPLY_WORDS)  # the last item holds the rest, if any

@@ -19,6 +19,7 @@ class OpenAIProvider(Provider):
     """Pass-through: the request goes up as sent (unknown fields included), with our model and key."""
 
     name = "openai"
+    applies_reasoning_effort = True  # passed through as sent
 
     def __init__(self, deployment):
         family = FAMILIES.get(deployment.provider, FAMILIES["openai"])

@@ -6,6 +6,7 @@ from deltallm.schemas.common import (MAX_TOKENS, FlatSchema, StrictBool, StrictD
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
+TOOL_TYPES = ("function", "mcp")  # mcp entries are run by the gateway's own tool loop (deltallm/mcp)
 
 
 def check_content(content, where, role):
@@ -105,6 +106,8 @@ def check_tool(i, tool):
         check_keys(fn, FUNCTION_KEYS, f"[{i}].function")
     elif not isinstance(tool.get("type"), str):
         raise ValidationError({f"[{i}].type": ["Missing data for required field."]})
+    elif tool["type"] not in TOOL_TYPES:  # every provider, the mock included, would drop or misread it
+        raise ValidationError({f"[{i}].type": [f"must be one of {', '.join(TOOL_TYPES)}"]})
 
 
 class StopField(StrictString):
@@ -122,9 +125,12 @@ class ToolChoiceField(StrictString):
             check_keys(value, (("type", str, True),), "")
             if value["type"] == "function":
                 check_object(value.get("function"), NAMED_CHOICE_KEYS, "function")
-            return value
-        if value not in ("none", "auto", "required"):
+        elif value not in ("none", "auto", "required"):
             raise ValidationError("must be 'none', 'auto', 'required' or an object naming a tool")
+        # As OpenAI: a choice that forces a tool call needs tools (adapters would drop it silently).
+        if value != "none" and value != "auto" and not data.get("tools"):
+            raise ValidationError("forcing a tool call ('required' or a named function) is only allowed "
+                                  "when 'tools' are specified")
         return value
 
 

@@ -9,11 +9,11 @@ from deltallm.schemas.common import (MAX_TOKENS, Choice, StrictBool, StrictDict,
 ROLES = ("user", "system", "developer", "assistant")
 PARTS = {"user": ("input_text", "input_image"), "system": ("input_text",),
          "developer": ("input_text",), "assistant": ("output_text", "refusal")}
-ITEMS = ("message", "function_call", "function_call_output")
+ITEMS = ("message", "function_call", "function_call_output", "reasoning")
 # Accepted only with these "off" values: each needs state or a feature the chat translation lacks.
 OFF = {
     "previous_response_id": (None,), "conversation": (None,), "prompt": (None,),
-    "background": (None, False), "include": (None, []), "top_logprobs": (None, 0),
+    "background": (None, False),
     "moderation": (None,), "context_management": (None,), "prompt_cache_options": (None,),
 }
 WHY = {
@@ -85,6 +85,10 @@ def check_item(i, item):
                     f"supported: {', '.join(ITEMS)}.", "unsupported_value")
     if kind == "message":
         return check_message(item, path)
+    if kind == "reasoning":  # translate/reasoning.py reads encrypted_content; summaries are the model's own
+        if item.get("encrypted_content") is not None:
+            check_type(item["encrypted_content"], str, f"{path}.encrypted_content", "a string")
+        return
     check_type(item.get("call_id"), str, f"{path}.call_id", "a string")
     if kind == "function_call":
         check_type(item.get("name"), str, f"{path}.name", "a string")
@@ -130,6 +134,19 @@ def check_format(fmt):
         check_type(fmt.get("schema"), dict, "text.format.schema", "an object")
         if fmt.get("strict") is not None:
             check_type(fmt["strict"], bool, "text.format.strict", "a boolean")
+
+
+# OpenAI's `include` values. Agent SDKs send some on every call: all are accepted; the gateway honours
+# message.output_text.logprobs (chat logprobs) and ignores the rest, whose items it never produces.
+INCLUDABLE = ("message.output_text.logprobs", "reasoning.encrypted_content", "file_search_call.results",
+              "web_search_call.results", "web_search_call.action.sources", "message.input_image.image_url",
+              "computer_call_output.output.image_url", "code_interpreter_call.outputs")
+HONOURED = ("message.output_text.logprobs",)
+
+
+def check_include(i, value):
+    if value not in INCLUDABLE:
+        invalid(f"include[{i}]", f"must be one of {', '.join(INCLUDABLE)}")
 
 
 class ToolChoiceField(StrictString):
@@ -182,6 +199,8 @@ class ResponsesRequestSchema(Schema):
     stream = StrictBool(allow_none=True)
     stream_options = StrictDict(allow_none=True)
     truncation = Choice(("auto", "disabled"), allow_none=True)
+    include = StrictList(check=check_include, allow_none=True)
+    top_logprobs = StrictNumber(minimum=0, maximum=20, integer=True, allow_none=True)
 
     @pre_load
     def known_and_supported(self, data, **kwargs):

@@ -1,18 +1,49 @@
 """The Responses API over chat: request to chat body, and chat completion to Response object."""
+import base64
+import binascii
 import time
 import uuid
+
+import orjson
+
+from deltallm.errors import InvalidRequest
 
 # Request fields with the same name and meaning in chat completions.
 PASSED = ("temperature", "top_p", "user", "safety_identifier", "prompt_cache_key",
           "prompt_cache_retention", "service_tier")
-# Fields echoed back in the Response as the client sent them: always (null when absent), or if sent.
-ECHOED = ("instructions", "max_output_tokens", "max_tool_calls", "temperature", "top_p")
-ECHOED_IF_SENT = ("user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention", "service_tier")
+# Fields echoed back in the Response as the client sent them: always (OpenAI's default when absent), or if sent.
+ECHOED = {"instructions": None, "max_output_tokens": None, "max_tool_calls": None, "temperature": 1,
+          "top_p": 1, "top_logprobs": 0, "user": None, "safety_identifier": None, "prompt_cache_key": None}
+ECHOED_IF_SENT = ("prompt_cache_retention",)
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+# `encrypted_content` of the reasoning items this gateway returns: the provider's signed thinking blocks
+# (Anthropic's signatures guard them), encoded, not encrypted; sent back in `input`, they continue a
+# tool loop with thinking on. The prefix tells them from other services' reasoning items.
+REASONING_PREFIX = "dlt1:"
 
 
 def new_id(prefix):
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def encode_reasoning(blocks):
+    return REASONING_PREFIX + base64.urlsafe_b64encode(orjson.dumps(blocks)).decode() if blocks else None
+
+
+def decode_reasoning(value, param):
+    """The thinking blocks of a reasoning input item's `encrypted_content`; [] for other services' items,
+    whose reasoning no other provider can read."""
+    if not isinstance(value, str) or not value.startswith(REASONING_PREFIX):
+        return []
+    try:
+        blocks = orjson.loads(base64.urlsafe_b64decode(value[len(REASONING_PREFIX):]))
+    except (binascii.Error, ValueError):
+        blocks = None
+    if not isinstance(blocks, list):
+        raise InvalidRequest("encrypted_content is not a reasoning item this gateway returned", param=param)
+    return blocks
 
 
 # -- request ----------------------------------------------------------------------------------
@@ -42,6 +73,10 @@ def to_chat(req):
     effort = (req.get("reasoning") or {}).get("effort")
     if effort is not None:
         body["reasoning_effort"] = effort
+    if wants_logprobs(req):
+        body["logprobs"] = True
+        if req.get("top_logprobs"):
+            body["top_logprobs"] = req["top_logprobs"]
     if req.get("stream"):
         body["stream"] = True
     return body
@@ -51,22 +86,26 @@ def input_messages(value):
     """Chat messages for `input`: a string, or message / function_call / function_call_output items."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
-    messages = []
-    for item in value:
+    messages, thinking = [], []  # thinking: blocks of reasoning items, for the next assistant turn
+    for i, item in enumerate(value):
         kind = item.get("type", "message")
-        if kind == "message":
+        if kind == "reasoning":
+            thinking += decode_reasoning(item.get("encrypted_content"), f"input[{i}].encrypted_content")
+        elif kind == "message":
             messages.append(chat_message(item))
         elif kind == "function_call":
             call = {"id": item["call_id"], "type": "function",
                     "function": {"name": item["name"], "arguments": item["arguments"]}}
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant":  # one assistant turn, many calls
+            if last is not None and last["role"] == "assistant" and not thinking:  # one turn, many calls
                 last.setdefault("tool_calls", []).append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         else:  # function_call_output
             messages.append({"role": "tool", "tool_call_id": item["call_id"],
                              "content": tool_output(item["output"])})
+        if thinking and kind != "reasoning" and messages and messages[-1]["role"] == "assistant":
+            messages[-1]["thinking_blocks"], thinking = thinking, []
     return messages
 
 
@@ -114,9 +153,22 @@ def chat_format(fmt):
     return {"type": "json_schema", "json_schema": schema}
 
 
+def wants_logprobs(req):
+    return "message.output_text.logprobs" in (req.get("include") or ()) or bool(req.get("top_logprobs"))
+
+
 # -- response ---------------------------------------------------------------------------------
+def as_applied(req, adapter):
+    """`req` as the upstream applied it: a reasoning effort the answering provider does not apply
+    (see Provider.applies_reasoning_effort) is not echoed as if it were."""
+    if (req.get("reasoning") or {}).get("effort") is None or getattr(adapter, "applies_reasoning_effort", False):
+        return req
+    return dict(req, reasoning=dict(req["reasoning"], effort=None))
+
+
 def skeleton(req):
-    """An in-progress Response echoing the request's settings (nothing is stored: store is false)."""
+    """An in-progress Response with every field OpenAI's carries, echoing the request's settings or
+    OpenAI's defaults (nothing is stored: store is false; usage is null until known)."""
     reasoning = req.get("reasoning") or {}
     text = {"format": (req.get("text") or {}).get("format") or {"type": "text"}}
     if (req.get("text") or {}).get("verbosity") is not None:
@@ -130,9 +182,12 @@ def skeleton(req):
                           "summary": reasoning.get("summary", reasoning.get("generate_summary"))},
             "store": False, "text": text, "tool_choice": req.get("tool_choice") or "auto",
             "tools": [echo_tool(tool) for tool in req.get("tools") or []],
-            "truncation": "disabled", "metadata": req.get("metadata") or {}}
-    for name in ECHOED:
-        resp[name] = req.get(name)
+            "truncation": "disabled", "metadata": req.get("metadata") or {},
+            "presence_penalty": 0, "frequency_penalty": 0, "usage": None,
+            # "auto" is answered with the tier that served the request: the upstream's default
+            "service_tier": req["service_tier"] if req.get("service_tier") not in (None, "auto") else "default"}
+    for name, default in ECHOED.items():
+        resp[name] = req[name] if req.get(name) is not None else default
     resp.update({name: req[name] for name in ECHOED_IF_SENT if req.get(name) is not None})
     return resp
 
@@ -155,7 +210,7 @@ def finish(resp, *, model, output, finish_reason, usage):
     resp.update(status="incomplete" if reason else "completed", output=output,
                 incomplete_details={"reason": reason} if reason else None,
                 completed_at=None if reason else int(time.time()))
-    if usage:  # OpenAI's schema has no null usage: absent until known
+    if usage:  # otherwise null, as in OpenAI's events before the usage is known
         resp["usage"] = responses_usage(usage)
     if model:
         resp["model"] = model
@@ -164,10 +219,11 @@ def finish(resp, *, model, output, finish_reason, usage):
 
 def responses_usage(usage):
     prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    details = usage.get("prompt_tokens_details") or {}
     reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
     return {"input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": details.get("cached_tokens") or 0,
+                                     "cache_write_tokens": details.get("cache_write_tokens") or 0},
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": usage.get("total_tokens") or prompt + completion}
 
@@ -179,10 +235,13 @@ def from_completion(completion, req):
     status = "incomplete" if choice.get("finish_reason") in INCOMPLETE else "completed"
     parts = []
     if message.get("content"):
-        parts.append(text_part(message["content"]))
+        logprobs = (choice.get("logprobs") or {}).get("content") if wants_logprobs(req) else None
+        parts.append(text_part(message["content"], logprobs or []))
     if message.get("refusal"):
         parts.append({"type": "refusal", "refusal": message["refusal"]})
     output = [message_item(parts, status)] if parts else []
+    if message.get("reasoning_content") or message.get("thinking_blocks"):
+        output.insert(0, reasoning_item(message.get("reasoning_content"), message.get("thinking_blocks"), status))
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
         output.append(function_item(call.get("id"), fn.get("name"), fn.get("arguments") or "", status))
@@ -190,8 +249,16 @@ def from_completion(completion, req):
                   finish_reason=choice.get("finish_reason"), usage=completion.get("usage"))
 
 
-def text_part(text=""):
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def text_part(text="", logprobs=()):
+    """An output_text part; `logprobs` are chat's logprobs.content items, which have the Responses shape."""
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": list(logprobs)}
+
+
+def reasoning_item(text, blocks, status):
+    """A `reasoning` output item for a chat message's reasoning_content and thinking_blocks."""
+    return {"id": new_id("rs"), "type": "reasoning", "summary": [],
+            "content": [{"type": "reasoning_text", "text": text}] if text else [],
+            "encrypted_content": encode_reasoning(blocks), "status": status}
 
 
 def message_item(content, status):

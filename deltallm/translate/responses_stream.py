@@ -3,8 +3,13 @@ import copy
 import logging
 
 from deltallm.errors import GatewayError
-from deltallm.translate.responses import (INCOMPLETE, finish, function_item, message_item,
-                                          responses_usage, skeleton, text_part)
+from deltallm.translate.responses import (INCOMPLETE, encode_reasoning, finish, function_item, message_item,
+                                          reasoning_item, responses_usage, skeleton, text_part, wants_logprobs)
+
+# part kind -> (item type, delta event, done event, the part's text key)
+PARTS = {"output_text": ("message", "response.output_text.delta", "response.output_text.done", "text"),
+         "refusal": ("message", "response.refusal.delta", "response.refusal.done", "refusal"),
+         "reasoning_text": ("reasoning", "response.reasoning_text.delta", "response.reasoning_text.done", "text")}
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +29,11 @@ class EventStream:
 
     def __init__(self, req, request_id=None):
         self.response = skeleton(req)
+        self.logprobs = wants_logprobs(req)
         self.request_id = request_id
         self.sequence = 0
         self.output, self.item, self.part, self.tool_index = [], None, None, None
+        self.thinking = []  # the open reasoning item's signed thinking blocks
         self.model = self.usage = self.finish_reason = None
 
     def events(self, chunks):
@@ -57,8 +64,15 @@ class EventStream:
             if choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
+            if delta.get("reasoning_content"):
+                yield from self.text("reasoning_text", delta["reasoning_content"])
+            if delta.get("thinking_blocks"):
+                if self.item is None or self.item["type"] != "reasoning":
+                    yield from self.open_item(reasoning_item(None, None, "in_progress"))
+                self.thinking += delta["thinking_blocks"]
             if delta.get("content"):
-                yield from self.text("output_text", delta["content"])
+                logprobs = (choice.get("logprobs") or {}).get("content") if self.logprobs else None
+                yield from self.text("output_text", delta["content"], logprobs or [])
             if delta.get("refusal"):
                 yield from self.text("refusal", delta["refusal"])
             for call in delta.get("tool_calls") or []:
@@ -81,42 +95,42 @@ class EventStream:
         if item["type"] == "function_call":
             yield self.emit("response.function_call_arguments.done", **self.where(), name=item["name"],
                             arguments=item["arguments"])
+        if item["type"] == "reasoning":
+            item["encrypted_content"], self.thinking = encode_reasoning(self.thinking), []
         item["status"] = "incomplete" if self.finish_reason in INCOMPLETE else "completed"
         self.output.append(item)
         self.item = None
         yield self.emit("response.output_item.done", output_index=len(self.output) - 1,
                         item=copy.deepcopy(item))
 
-    def text(self, kind, delta):
-        if self.item is None or self.item["type"] != "message":
-            yield from self.open_item(message_item([], "in_progress"))
+    def text(self, kind, delta, logprobs=()):
+        item_type, delta_event, _, key = PARTS[kind]
+        if self.item is None or self.item["type"] != item_type:
+            yield from self.open_item(message_item([], "in_progress") if item_type == "message"
+                                      else reasoning_item(None, None, "in_progress"))
         if self.part != kind:
             yield from self.close_part()
-            part = text_part() if kind == "output_text" else {"type": "refusal", "refusal": ""}
+            part = text_part() if kind == "output_text" else {"type": kind, key: ""}
             self.item["content"].append(part)
             self.part = kind
             yield self.emit("response.content_part.added", **self.where(),
                             content_index=len(self.item["content"]) - 1, part=copy.deepcopy(part))
         index = len(self.item["content"]) - 1
+        self.item["content"][index][key] += delta
         if kind == "output_text":
-            self.item["content"][index]["text"] += delta
-            yield self.emit("response.output_text.delta", **self.where(), content_index=index,
-                            delta=delta, logprobs=[])
+            self.item["content"][index]["logprobs"].extend(logprobs)
+            yield self.emit(delta_event, **self.where(), content_index=index, delta=delta, logprobs=list(logprobs))
         else:
-            self.item["content"][index]["refusal"] += delta
-            yield self.emit("response.refusal.delta", **self.where(), content_index=index, delta=delta)
+            yield self.emit(delta_event, **self.where(), content_index=index, delta=delta)
 
     def close_part(self):
         if self.part is None:
             return
         index = len(self.item["content"]) - 1
         part = self.item["content"][index]
-        if self.part == "output_text":
-            yield self.emit("response.output_text.done", **self.where(), content_index=index,
-                            text=part["text"], logprobs=[])
-        else:
-            yield self.emit("response.refusal.done", **self.where(), content_index=index,
-                            refusal=part["refusal"])
+        _, _, done_event, key = PARTS[self.part]
+        extra = {"logprobs": copy.deepcopy(part["logprobs"])} if self.part == "output_text" else {}
+        yield self.emit(done_event, **self.where(), content_index=index, **{key: part[key]}, **extra)
         self.part = None
         yield self.emit("response.content_part.done", **self.where(), content_index=index,
                         part=copy.deepcopy(part))

@@ -6,7 +6,15 @@ input {"q": <answer text>}. `max_tokens` cuts the answer (one word = one token) 
 `stop_sequences` are honoured, with the matching stop_reason. Like the API, blank text (a text
 block, string content or tool_result content of only whitespace) is refused. Directives: see
 common.py; a forced status answers in Anthropic's error shape (529 is `overloaded_error`).
+
+Like the API it refuses `temperature` with `top_p`, whitespace-only stop sequences, image types other
+than jpeg/png/gif/webp, a first turn that is not the user's, and, with `thinking` enabled: a budget under
+1024 or not below max_tokens, temperature/top_k, a forced tool_choice, and a final assistant tool_use
+turn that does not start with a thinking block whose signature it issued. Thinking answers start with a
+signed thinking block. Any `cache_control` marker reports 5 cache-written and 10 cache-read tokens.
 """
+import hashlib
+
 import orjson
 
 from tests.fakes import common as directives
@@ -59,6 +67,66 @@ def blank_text(messages):
     return None
 
 
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def sign(thinking):
+    return hashlib.sha256(b"fake-signature:" + thinking.encode()).hexdigest()
+
+
+def blocks_of(message):
+    content = message.get("content")
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+
+
+def refusal(body):
+    """The API's 400 message for what it refuses (see the module docstring), or None."""
+    if "temperature" in body and "top_p" in body:
+        return "`temperature` and `top_p` cannot both be specified for this model. Please use only one."
+    if any(not s.strip() for s in body.get("stop_sequences") or []):
+        return "stop_sequences: each stop sequence must contain non-whitespace"
+    if body["messages"][0].get("role") != "user":
+        return "messages: first message must use the \"user\" role"
+    for i, message in enumerate(body["messages"]):
+        for j, block in enumerate(blocks_of(message)):
+            source = block.get("source") or {}
+            if block.get("type") == "image" and source.get("type") == "base64" and \
+                    source.get("media_type") not in IMAGE_TYPES:
+                return f"messages.{i}.content.{j}.source.base64.media_type: Input should be " + \
+                    "'image/jpeg', 'image/png', 'image/gif' or 'image/webp'"
+    thinking = body.get("thinking")
+    return thinking_refusal(body, thinking) if thinking else None
+
+
+def thinking_refusal(body, thinking):
+    budget = thinking.get("budget_tokens") or 0
+    if thinking.get("type") != "enabled" or budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if body["max_tokens"] <= budget:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    if "temperature" in body or "top_k" in body:
+        return "`temperature` may only be set to 1 when thinking is enabled"
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return "Thinking may not be enabled when tool_choice forces tool use."
+    last = max((i for i, m in enumerate(body["messages"]) if m.get("role") == "assistant"), default=None)
+    if last is not None and any(b.get("type") == "tool_use" for b in blocks_of(body["messages"][last])):
+        first = blocks_of(body["messages"][last])[0]
+        if first.get("type") not in ("thinking", "redacted_thinking"):
+            return (f"messages.{last}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                    f"`{first.get('type')}`. When `thinking` is enabled, a final `assistant` message must "
+                    "start with a thinking block")
+        if first["type"] == "thinking" and first.get("signature") != sign(first.get("thinking") or ""):
+            return f"messages.{last}.content.0: Invalid `signature` in `thinking` block"
+    return None
+
+
+def cache_marked(body):
+    system = body.get("system")
+    blocks = (system if isinstance(system, list) else []) + (body.get("tools") or [])
+    blocks += [b for m in body["messages"] for b in blocks_of(m)]
+    return any("cache_control" in b for b in blocks)
+
+
 def reported_model(model):
     # The API reports the concrete snapshot behind an alias.
     return model[:-len("-latest")] + "-20241022" if model.endswith("-latest") else model
@@ -90,11 +158,16 @@ def input_tokens(body):
 
 def message(body, text):
     content, stop_reason, stop_sequence, output = answer(body, text)
+    if body.get("thinking"):
+        thought = f"Thinking about: {text}"
+        content = [{"type": "thinking", "thinking": thought, "signature": sign(thought)}] + content
+        output += len(thought.split())
+    cached = cache_marked(body)
     return {"id": "msg_fake123", "type": "message", "role": "assistant",
             "model": reported_model(body["model"]), "content": content,
             "stop_reason": stop_reason, "stop_sequence": stop_sequence,
-            "usage": {"input_tokens": input_tokens(body), "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": 0, "output_tokens": output}}
+            "usage": {"input_tokens": input_tokens(body), "cache_creation_input_tokens": 5 if cached else 0,
+                      "cache_read_input_tokens": 10 if cached else 0, "output_tokens": output}}
 
 
 def sse(name, data):
@@ -111,7 +184,11 @@ def stream(body, text, brk):
         if brk:
             raise ConnectionError("stream-break directive")
         for index, block in enumerate(full["content"]):
-            if block["type"] == "text":
+            if block["type"] == "thinking":
+                first, words = {"type": "thinking", "thinking": "", "signature": ""}, block["thinking"].split()
+                pieces = [{"type": "thinking_delta", "thinking": (" " if i else "") + word}
+                          for i, word in enumerate(words)] + [{"type": "signature_delta", "signature": block["signature"]}]
+            elif block["type"] == "text":
                 first, pieces = {"type": "text", "text": ""}, []
                 for i, word in enumerate(block["text"].split()):
                     pieces.append({"type": "text_delta", "text": (" " if i else "") + word})
@@ -149,6 +226,8 @@ def messages(req):
         return error(400, "messages: Field required")
     if blank_text(body["messages"]):
         return error(400, blank_text(body["messages"]))
+    if refusal(body):
+        return error(400, refusal(body))
     prompt = last_user_text(body["messages"])
     status = directives.apply(prompt)
     if status:

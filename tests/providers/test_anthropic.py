@@ -88,7 +88,7 @@ def test_chat_sends_exact_request_and_translates_answer(deployment, call):
     assert sent() == {"model": "claude-3-5-haiku-latest", "max_tokens": 4096,
                       "messages": [{"role": "user", "content": "hi"}],
                       "system": "Be brief.\n\nAnswer in English.", "stop_sequences": ["END"],
-                      "temperature": 0.2, "top_p": 0.9, "top_k": 5, "metadata": {"user_id": "u-42"}}
+                      "temperature": 0.2, "top_k": 5, "metadata": {"user_id": "u-42"}}  # top_p: see item 4
     completion(out)
     assert out["id"] == "chatcmpl-msg_01"
     assert out["model"] == "claude-3-5-haiku-20241022"
@@ -282,7 +282,7 @@ def test_tool_use_response_and_cache_usage(deployment):
         "name": "weather", "arguments": '{"city":"Paris"}'}}]
     assert out["choices"][0]["finish_reason"] == "tool_calls"
     assert out["usage"] == {"prompt_tokens": 125, "completion_tokens": 9, "total_tokens": 134,
-                            "prompt_tokens_details": {"cached_tokens": 100}}
+                            "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 20}}
 
 
 @pytest.mark.parametrize("stop_reason, finish", [
@@ -314,7 +314,7 @@ def test_stream_text(deployment, call):
     assert {c["model"] for c in chunks} == {"claude-3-5-haiku-20241022"}
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"] == {"prompt_tokens": 16, "completion_tokens": 7, "total_tokens": 23,
-                                   "prompt_tokens_details": {"cached_tokens": 4}}
+                                   "prompt_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0}}
 
 
 def test_stream_tool_calls_get_their_own_indexes(deployment):
