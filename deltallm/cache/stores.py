@@ -60,8 +60,11 @@ class RedisStore:
 
     def __init__(self, url, timeout, backoff=5.0, max_pending=1000):
         import redis  # noqa: PLC0415 - only a Redis cache needs the client
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.retry import Retry  # noqa: PLC0415
+        # no retries: redis-py's default retries a timeout three times with backoff (seconds, not ms)
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                           retry_on_timeout=False)
+                                           retry=Retry(NoBackoff(), 0))
         self.backoff = backoff
         self.down_until = 0.0
         self.pending = queue.Queue(maxsize=max_pending)   # writes not yet sent; full: new ones dropped
