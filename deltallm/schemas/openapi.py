@@ -34,7 +34,9 @@ ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
 JSON_RPC = {"type": "object", "required": ["jsonrpc"], "properties": {"jsonrpc": {"const": "2.0"}}}
 OBJECT = {"type": "object"}
 JSON = {"application/json": {"schema": OBJECT}}
-SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+# a stream (`stream: true`): the schema is one server-sent event's (JSON data; a last `[DONE]` for chat)
+SSE = {"text/event-stream": {"schema": {"type": "object", "required": ["data"], "properties": {
+    "event": {"type": "string"}, "data": {"type": "string"}}}}}
 PAGE = [("limit", {"type": "integer"}), ("after", {"type": "string"})]
 AUDIO_FORM = {"type": "object", "required": ["file", "model"], "properties": {
     "file": {"type": "string", "contentMediaType": "application/octet-stream"}, "model": {"type": "string"},
@@ -137,6 +139,7 @@ def operation(rule, method, path, summary, body, query, status, content):
                                                         "content": {"application/json": {"schema": "Error"}}}}}
     if rule.endpoint == "mcp.post":
         op["responses"]["202"] = {"description": "A notification was accepted"}
+    if rule.rule == "/mcp":
         op["responses"]["default"]["content"]["application/json"]["schema"] = {
             "oneOf": [{"$ref": "#/components/schemas/Error"}, JSON_RPC]}
     if rule.endpoint in OPEN:
