@@ -19,21 +19,34 @@ def create_response():
     req, call = model_request(responses_request)
     gw = gateway()
     if gw.cache is not None:
-        decision = cached.decide(req)  # consumes `cache` before the request is translated
+        return create_cached(gw, req, call)
     body = to_chat(req)
     found = check_request(body)
-    if found:  # the gateway runs the model's MCP calls itself, turn by turn
-        completion, executed, offered = mcp_loop(call, body, found, req.get("max_tool_calls"))
-        answer = from_completion(completion, req)
-        answer["output"] = mcp_items(offered.listed, executed) + answer["output"]
-        return json_response(answer)
+    if found:
+        return mcp_answer(call, req, body, found)
     if not req.get("stream"):
-        if gw.cache is not None:
-            return cached.json_answer(req, call, lambda: response(gw, call, req), decision)
         return json_response(response(gw, call, req))
-    if gw.cache is not None:
-        return cached.stream_answer(req, call, lambda: open_events(gw, call, req, body), respond, decision=decision)
     return respond(open_events(gw, call, req, body))
+
+
+def create_cached(gw, req, call):
+    """The same, with the response cache on (MCP tool loops are never cached: their tools act)."""
+    decision = cached.decide(req)  # consumes `cache` before the request is translated
+    body = to_chat(req)
+    found = check_request(body)
+    if found:
+        return mcp_answer(call, req, body, found)
+    if not req.get("stream"):
+        return cached.json_answer(req, call, lambda: response(gw, call, req), decision)
+    return cached.stream_answer(req, call, lambda: open_events(gw, call, req, body), respond, decision=decision)
+
+
+def mcp_answer(call, req, body, found):
+    """The gateway runs the model's MCP calls itself, turn by turn."""
+    completion, executed, offered = mcp_loop(call, body, found, req.get("max_tool_calls"))
+    answer = from_completion(completion, req)
+    answer["output"] = mcp_items(offered.listed, executed) + answer["output"]
+    return json_response(answer)
 
 
 def open_events(gw, call, req, body):
