@@ -37,6 +37,18 @@ JSON = {"application/json": {"schema": OBJECT}}
 # a stream (`stream: true`): the schema is one server-sent event's (JSON data; a last `[DONE]` for chat)
 SSE = {"text/event-stream": {"schema": {"type": "object", "required": ["data"], "properties": {
     "event": {"type": "string"}, "data": {"type": "string"}}}}}
+
+
+def answer(kind, *required):
+    """A JSON answer whose `object` is `kind`, with the `required` fields (OpenAI's objects, ours alike)."""
+    return {"application/json": {"schema": {"type": "object", "required": ["object", *required],
+                                            "properties": {"object": {"const": kind}}}}}
+
+
+LIST = answer("list", "data")
+PAGED = answer("list", "data", "has_more")
+FILE = answer("file", "id", "bytes", "created_at", "filename", "purpose")
+BATCH = answer("batch", "id", "endpoint", "status", "input_file_id", "created_at", "request_counts")
 PAGE = [("limit", {"type": "integer"}), ("after", {"type": "string"})]
 AUDIO_FORM = {"type": "object", "required": ["file", "model"], "properties": {
     "file": {"type": "string", "contentMediaType": "application/octet-stream"}, "model": {"type": "string"},
@@ -51,48 +63,52 @@ TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
 # Flask endpoint -> (summary, request body, query parameters, success status, success content)
 OPERATIONS = {
-    "chat.chat_completions": ("Create a chat completion", chat_request, [], 200, {**JSON, **SSE}),
-    "completions.create_completion": ("Create a (legacy) completion", completion_request, [], 200, {**JSON, **SSE}),
-    "responses.create_response": ("Create a response", responses_request, [], 200, {**JSON, **SSE}),
-    "embeddings.create_embeddings": ("Create embeddings", embedding_request, [], 200, JSON),
+    "chat.chat_completions": ("Create a chat completion", chat_request, [], 200,
+                              {**answer("chat.completion", "id", "created", "model", "choices"), **SSE}),
+    "completions.create_completion": ("Create a (legacy) completion", completion_request, [], 200,
+                                      {**answer("text_completion", "id", "created", "model", "choices"), **SSE}),
+    "responses.create_response": ("Create a response", responses_request, [], 200,
+                                  {**answer("response", "id", "created_at", "status", "output"), **SSE}),
+    "embeddings.create_embeddings": ("Create embeddings", embedding_request, [], 200, answer("list", "data", "model")),
     "embeddings.generate_images": ("Generate images", image_request, [], 200, JSON),
     "audio.speech": ("Generate speech", speech_request, [], 200,
                      {media: {"schema": {"type": "string"}} for media in sorted(set(SPEECH_FORMATS.values()))}),
     "audio.transcriptions": ("Transcribe audio", AUDIO_FORM, [], 200, {**JSON, **TEXT}),
     "audio.translations": ("Translate audio into English", AUDIO_FORM, [], 200, {**JSON, **TEXT}),
     "rerank.rerank": ("Rerank documents", rerank_request, [], 200, JSON),
-    "models.list_models": ("List the models this key may call", None, [], 200, JSON),
-    "models.retrieve_model": ("Retrieve a model", None, [], 200, JSON),
+    "models.list_models": ("List the models this key may call", None, [], 200, LIST),
+    "models.retrieve_model": ("Retrieve a model", None, [], 200, answer("model", "id", "created", "owned_by")),
     "key_info.key_info": ("The calling key's limits and spend", None, [], 200, JSON),
-    "files.upload": ("Upload a file", FILE_FORM, [], 200, JSON),
+    "files.upload": ("Upload a file", FILE_FORM, [], 200, FILE),
     "files.list_files": ("List files", None, [("purpose", {"type": "string"}), ("limit", {"type": "integer"}),
                                              ("after", {"type": "string"}), ("order", {"enum": ["asc", "desc"]})],
-                         200, JSON),
-    "files.retrieve": ("Retrieve a file", None, [], 200, JSON),
+                         200, PAGED),
+    "files.retrieve": ("Retrieve a file", None, [], 200, FILE),
     "files.content": ("A file's content", None, [], 200,
                       {"application/jsonl": {"schema": {"type": "string"}},
                        "application/octet-stream": {"schema": {"type": "string"}}}),
-    "files.delete": ("Delete a file", None, [], 200, JSON),
-    "batches.create": ("Create a batch", batch_create, [], 200, JSON),
-    "batches.list_batches": ("List batches", None, PAGE, 200, JSON),
-    "batches.retrieve": ("Retrieve a batch", None, [], 200, JSON),
-    "batches.cancel": ("Cancel a batch", None, [], 200, JSON),
+    "files.delete": ("Delete a file", None, [], 200, answer("file", "id", "deleted")),
+    "batches.create": ("Create a batch", batch_create, [], 200, BATCH),
+    "batches.list_batches": ("List batches", None, PAGE, 200, PAGED),
+    "batches.retrieve": ("Retrieve a batch", None, [], 200, BATCH),
+    "batches.cancel": ("Cancel a batch", None, [], 200, BATCH),
     "mcp.post": ("MCP gateway (JSON-RPC 2.0, Streamable HTTP)", JSON_RPC, [], 200, JSON),
     "mcp.end_session": ("End an MCP session", None, [], 200, JSON),
     "health.liveliness": ("Liveness", None, [], 200, JSON),
     "health.readiness": ("Readiness: the database and Redis answer", None, [], 200, JSON),
     "admin.create": ("Create a virtual key", key_create, [], 201, JSON),
-    "admin.list_keys": ("List virtual keys", None, PAGE, 200, JSON),
+    "admin.list_keys": ("List virtual keys", None, PAGE, 200, PAGED),
     "admin.read": ("Read a virtual key", None, [], 200, JSON),
     "admin.update": ("Change a key's limits", key_update, [], 200, JSON),
     "admin.revoke": ("Revoke a key", None, [], 200, JSON),
     "admin.regenerate": ("Replace a key's secret", None, [], 200, JSON),
     "admin.spend": ("Spend from the usage log", None,
                     [(name, {"type": "string"}) for name in ("key_id", "model", "start", "end")]
-                    + [("group_by", {"enum": ["day", "key", "model"]})], 200, JSON),
+                    + [("group_by", {"enum": ["day", "key", "model"]})], 200,
+                  answer("spend", "start", "end", "total", "data")),
     "admin.usage": ("Usage records, newest first", None,
-                    [("key_id", {"type": "string"}), ("model", {"type": "string"})] + PAGE, 200, JSON),
-    "admin_models.list_deployments": ("List deployments and their health", None, [], 200, JSON),
+                    [("key_id", {"type": "string"}), ("model", {"type": "string"})] + PAGE, 200, PAGED),
+    "admin_models.list_deployments": ("List deployments and their health", None, [], 200, LIST),
     "admin_models.add_deployment": ("Add a runtime deployment (one model_list entry)", ModelEntrySchema, [],
                                     201, JSON),
     "admin_models.delete_deployment": ("Remove a runtime deployment", None, [], 200, JSON),
