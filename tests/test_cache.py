@@ -296,3 +296,14 @@ def test_legacy_and_responses_streams_are_replayed(client, auth, upstream, path,
     assert (first.headers["x-deltallm-cache"], second.headers["x-deltallm-cache"]) == ("miss", "hit")
     assert second.data == first.data and len(upstream.calls) == 1
     assert b"Hel" in second.data and second.mimetype == "text/event-stream"
+
+
+def test_migrate_adds_the_cache_hit_column_to_an_existing_usage_table(app):
+    from deltallm.db import database
+    with database.connection_context():
+        database.execute_sql("ALTER TABLE deltallm_usage DROP COLUMN cache_hit")
+        assert "cache_hit" not in {c.name for c in database.get_columns("deltallm_usage")}
+    models.migrate()
+    with database.connection_context():
+        column = {c.name: c for c in database.get_columns("deltallm_usage")}["cache_hit"]
+    assert column.null
