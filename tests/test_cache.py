@@ -307,3 +307,13 @@ def test_migrate_adds_the_cache_hit_column_to_an_existing_usage_table(app):
     with database.connection_context():
         column = {c.name: c for c in database.get_columns("deltallm_usage")}["cache_hit"]
     assert column.null
+
+
+def test_litellm_cache_settings_point_to_ours(tmp_path):
+    config = base_config(tmp_path)
+    config["litellm_settings"] = {"cache": True, "cache_params": {"type": "redis"}}
+    config["router_settings"]["cache_responses"] = True
+    warnings = dict(create_app(config).extensions["deltallm"].settings.ignored)
+    assert warnings["litellm_settings.cache"].endswith("(use general_settings.cache)")
+    assert warnings["litellm_settings.cache_params"].endswith("(use general_settings.cache)")
+    assert warnings["router_settings.cache_responses"].endswith("(use general_settings.cache)")
