@@ -317,3 +317,18 @@ def test_litellm_cache_settings_point_to_ours(tmp_path):
     assert warnings["litellm_settings.cache"].endswith("(use general_settings.cache)")
     assert warnings["litellm_settings.cache_params"].endswith("(use general_settings.cache)")
     assert warnings["router_settings.cache_responses"].endswith("(use general_settings.cache)")
+
+
+def test_a_foreign_value_under_a_cache_key_is_a_miss(app, client, auth, upstream):
+    upstream.post(URL, json=completion())
+    store = app.extensions["deltallm"].cache
+    ask(client, auth)
+    for key in list(store.entries):
+        store.set(key, b"not json {", 60)
+    assert ask(client, auth).headers["x-deltallm-cache"] == "miss"
+    for key in list(store.entries):
+        store.set(key, b'{"other": 1}', 60)
+    upstream.replace("POST", URL, body=sse(chunk({"role": "assistant", "content": "x"}), chunk({}, "stop")),
+                     content_type="text/event-stream")
+    assert ask(client, auth, stream=True).headers["x-deltallm-cache"] == "miss"
+    assert len(upstream.calls) == 3

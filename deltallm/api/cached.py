@@ -30,9 +30,8 @@ def json_answer(body, call, run, decision=None):
     gw = gateway()
     decision = decision or decide(body)
     if decision.lookup:
-        raw = gw.cache.get_many([decision.key + ":json"])[0]
-        if raw is not None:
-            entry = orjson.loads(raw)
+        entry = entry_of(gw.cache.get_many([decision.key + ":json"])[0], "a")
+        if entry is not None:
             return hit(call, json_response(entry["a"]), entry)
     answer = run()
     if decision.store:
@@ -49,16 +48,28 @@ def stream_answer(body, call, open_stream, respond, from_json=None, decision=Non
     if decision.lookup:
         names = [decision.key + ":sse"] + ([decision.key + ":json"] if from_json is not None else [])
         found = gw.cache.get_many(names)
-        if found[0] is not None:
-            entry = orjson.loads(found[0])
+        entry = entry_of(found[0], "c")
+        if entry is not None:
             return hit(call, respond(iter(entry["c"])), entry)
-        if from_json is not None and found[1] is not None:
-            entry = orjson.loads(found[1])
+        entry = entry_of(found[1], "a") if from_json is not None else None
+        if entry is not None:
             return hit(call, respond(from_json(entry["a"])), entry)
     events = open_stream()  # failures to start are raised here, before any byte is sent
     if decision.store:
         events = captured(events, call, gw.cache, decision)
     return labelled(respond(events), decision.label)
+
+
+def entry_of(raw, part):
+    """A stored entry, or None (a miss) when there is none or it is not one of ours: a shared Redis may
+    hold anything."""
+    if raw is None:
+        return None
+    try:
+        entry = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return entry if type(entry) is dict and part in entry else None
 
 
 def captured(events, call, store, decision):
