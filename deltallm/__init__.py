@@ -11,11 +11,12 @@ def create_app(config=None):
 
     from deltallm import config as config_module, db
     from deltallm.api import (access, admin, admin_mcp, admin_models, audio, auth, batches, chat, completions,
-                              embeddings, errors, files, health, key_info, mcp, models, rerank, responses)
+                              embeddings, errors, files, health, key_info, mcp, models, openapi, rerank,
+                              responses)
     from deltallm.gateway import Gateway
 
     settings = config_module.load(config)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no static files: every route is an API route
     app.json.sort_keys = False
     # `//v1/models` is an unknown route (404), not a redirect to /v1/models: clients never see HTML
     app.url_map.merge_slashes = False
@@ -24,7 +25,7 @@ def create_app(config=None):
     errors.init_app(app)
     auth.init_app(app)
     for module in (health, models, chat, completions, responses, embeddings, audio, rerank, key_info, admin,
-                   admin_models, admin_mcp, mcp):
+                   admin_models, admin_mcp, mcp, openapi):
         app.register_blueprint(module.bp)
     if settings.general["embeddings_batch_enabled"]:  # otherwise /v1/files, /v1/batches are unknown routes (404)
         app.register_blueprint(files.bp)

@@ -122,6 +122,22 @@ class FilesStorageSchema(Schema):
             raise ValidationError("only the s3 storage takes this key", sorted(set(data) - {"type"})[0])
 
 
+class CacheSchema(Schema):
+    """general_settings.cache: the response cache (SPEC §10); absent means off."""
+
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(required=True, validate=validate.OneOf(["local", "redis"]))
+    ttl = fields.Float(load_default=600, validate=validate.Range(min=0, min_inclusive=False))
+    namespace = fields.String(load_default="key", validate=validate.OneOf(["key", "shared"]))
+    cache_sampled = fields.Boolean(load_default=False)
+    # local: the LRU's bound on the cached answers' bytes, per worker
+    max_size_mb = fields.Float(load_default=64, validate=validate.Range(min=0, min_inclusive=False))
+    # redis: the longest a lookup may wait before it counts as a miss
+    timeout = fields.Float(load_default=0.05, validate=validate.Range(min=0, min_inclusive=False, max=5))
+
+
 class GeneralSettingsSchema(Schema):
     class Meta:
         unknown = INCLUDE
@@ -138,6 +154,7 @@ class GeneralSettingsSchema(Schema):
     batch_concurrency = fields.Integer(load_default=16, validate=validate.Range(min=1, max=1024))
     batch_lease_seconds = fields.Float(load_default=30, validate=validate.Range(min=1, max=3600))
     files_storage = fields.Nested(FilesStorageSchema, load_default=lambda: {"type": "database"}, allow_none=True)
+    cache = fields.Nested(CacheSchema, load_default=None, allow_none=True)
     encryption_key = fields.String(allow_none=True)
     # hostile-input bounds (issue 6)
     max_stream_event_mb = fields.Float(load_default=8, validate=validate.Range(min=0, min_inclusive=False))
@@ -188,6 +205,8 @@ class Settings:
                 general[key] = os.environ[var]
                 self.env_overrides[key] = var
         self.general = general
+        if (general.get("cache") or {}).get("type") == "redis" and not general.get("redis_url"):
+            raise ConfigError("general_settings.cache.type: redis needs general_settings.redis_url (or REDIS_URL)")
         self.mcp_servers = {}
         for key, entry in config_keys.check_mcp_servers(raw.get("mcp_servers") or {}).items():
             self.mcp_servers[str(key)], ignored = mcp_server_entry(key, entry, f"mcp_servers.{key}")

@@ -1,5 +1,6 @@
 """The process-wide gateway state built once from Settings: registry, router, key store, Redis."""
 from deltallm import banner, model_store
+from deltallm.cache.stores import store_for
 from deltallm.config import upstream_environment
 from deltallm.governance import prices, reports
 from deltallm.governance.gate import Gate
@@ -66,6 +67,8 @@ class Gateway:
         self.gate = Gate(self.limiter, self.writer)
         # tiktoken's encodings (~110 MB a worker) load on the first request that counts tokens (a key
         # with a tpm_limit or a budget), not here: a gateway without such keys never pays for them
+        # the response cache (SPEC §10): None when off, and the views then skip it with this one check
+        self.cache = store_for(settings)
         self.health = None
         if routing.get("health_check_interval"):
             self.health = HealthChecker(self.router, routing["health_check_interval"], state_redis)
@@ -100,5 +103,7 @@ class Gateway:
         if self.batch_runner is not None:
             self.batch_runner.close()
         self.writer.close()
+        if self.cache is not None:
+            self.cache.close()
         from deltallm.api import access  # noqa: PLC0415 - the access log is the HTTP layer's
         access.flush()

@@ -112,6 +112,7 @@ class Usage(BaseModel):
     latency_ms = IntegerField(default=0)
     stream = BooleanField(default=False)
     batch_id = CharField(null=True, max_length=64)   # set when the request was one line of a batch
+    cache_hit = BooleanField(null=True)              # true: answered from the response cache (SPEC §10)
 
     class Meta:
         table_name = "deltallm_usage"

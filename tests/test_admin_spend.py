@@ -108,7 +108,8 @@ def test_usage_lists_records_newest_first_with_paging_and_filters(client, master
     assert page["object"] == "list" and page["has_more"] is True
     first = page["data"][0]
     assert set(first) == {"id", "request_id", "created_at", "key_id", "model", "deployment", "endpoint", "status",
-                          "prompt_tokens", "completion_tokens", "total_tokens", "spend", "latency_ms", "stream"}
+                          "prompt_tokens", "completion_tokens", "total_tokens", "spend", "latency_ms", "stream",
+                          "cache_hit"}
     assert first["created_at"] == "2026-03-01T23:04:00Z" and first["stream"] is True
     assert (first["status"], first["total_tokens"], first["endpoint"]) == (200, 15, "/v1/chat/completions")
     rest = client.get(f"/admin/usage?limit=10&after={page['data'][-1]['id']}", headers=master).get_json()

@@ -109,7 +109,7 @@ def test_known_but_ignored_settings_are_accepted_with_one_warning_each():
         f"router_settings.enable_pre_call_checks: {unsupported}",
         f"litellm_settings.callbacks: {unsupported}",
         f"litellm_settings.success_callback: {unsupported}",
-        f"litellm_settings.cache: {unsupported}",
+        f"litellm_settings.cache: {unsupported} (use general_settings.cache)",
         f"litellm_settings.drop_params: {unsupported}",
         f"litellm_settings.request_timeout: {unsupported} (use router_settings.timeout)",
         f"general_settings.store_model_in_db: {unsupported}",

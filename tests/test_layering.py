@@ -1,11 +1,11 @@
-"""ARCHITECTURE habit 4: the gateway core (router, providers, translations, jobs, mcp) never imports Flask."""
+"""ARCHITECTURE habit 4: the gateway core (router, providers, translations, jobs, mcp, cache) never imports Flask."""
 import ast
 import pathlib
 
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "deltallm"
-CORE = sorted([p for folder in ("router", "providers", "translate", "jobs", "mcp")
+CORE = sorted([p for folder in ("router", "providers", "translate", "jobs", "mcp", "cache")
                for p in (PACKAGE / folder).glob("*.py")] + [PACKAGE / "operations.py"])
 
 

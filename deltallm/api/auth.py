@@ -12,7 +12,7 @@ from deltallm.api.body import BoundedInput, has_body
 from deltallm.api.common import gateway
 from deltallm.errors import PermissionDenied
 
-OPEN_PREFIXES = ("/health",)
+OPEN_PREFIXES = ("/health", "/openapi.json")
 ADMIN = {"admin", "admin_models", "admin_mcp"}
 CLIENT_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
 

@@ -1,6 +1,7 @@
 """POST /v1/embeddings and /v1/images/generations: JSON in, JSON out, through the router."""
 from flask import Blueprint
 
+from deltallm.api import cached
 from deltallm.api.common import gateway, json_response, model_request
 from deltallm.operations import embeddings
 from deltallm.schemas.embeddings import embedding_request, image_request
@@ -17,7 +18,10 @@ def proxied(schema, operation):
 @bp.post("/embeddings")
 def create_embeddings():
     body, call = model_request(embedding_request)
-    return json_response(embeddings(gateway(), call, body))
+    gw = gateway()
+    if gw.cache is not None:
+        return cached.json_answer(body, call, lambda: embeddings(gw, call, body))
+    return json_response(embeddings(gw, call, body))
 
 
 @bp.post("/v1/images/generations")

@@ -25,9 +25,9 @@ class Ticket:
         self.closed = False
 
     def done(self, status, usage=None, *, deployment=None, price=None, images=0, characters=0,
-             seconds=0.0, search_units=0, charge_failure=False):
+             seconds=0.0, search_units=0, charge_failure=False, cache_hit=None):
         """The request reached an upstream and ended (response sent, stream finished or cut, upstream
-        error): settle the reservations with the real usage and queue its usage record. `usage` is the
+        error) or was answered from the response cache (`cache_hit`): settle the reservations with the real usage and queue its usage record. `usage` is the
         OpenAI usage dict (for a cut stream: the tokens seen so far); `price` the serving deployment's
         prices.Price. Failed requests (status >= 400) cost 0, unless `charge_failure` (model answers were
         produced before a later step failed: an MCP tool loop). Returns the cost; never raises."""
@@ -42,7 +42,8 @@ class Ticket:
             record = make_record(key_id=self.policy.key_id, model=self.model, deployment=deployment,
                                  endpoint=self.endpoint, status=status, usage=usage, spend=cost,
                                  latency_ms=int((time.monotonic() - self.started) * 1000),
-                                 stream=self.stream, request_id=self.request_id, batch_id=self.batch_id)
+                                 stream=self.stream, request_id=self.request_id, batch_id=self.batch_id,
+                                 cache_hit=cache_hit)
             # unknown usage on a success keeps the token reservation; a failure used none
             known = usage is not None or status >= 400
             self.grant.finish(tokens=record["total_tokens"] if known else None, cost=cost)

@@ -88,7 +88,8 @@ def public(row):
             "key_id": row.key_id, "model": row.model, "deployment": row.deployment,
             "endpoint": row.endpoint, "status": row.status, "prompt_tokens": row.prompt_tokens,
             "completion_tokens": row.completion_tokens, "total_tokens": row.total_tokens,
-            "spend": row.spend, "latency_ms": row.latency_ms, "stream": bool(row.stream)}
+            "spend": row.spend, "latency_ms": row.latency_ms, "stream": bool(row.stream),
+            "cache_hit": row.cache_hit}
 
 
 def _integer(value, name, default):

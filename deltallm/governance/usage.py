@@ -13,11 +13,12 @@ from deltallm.models import Usage, utcnow
 logger = logging.getLogger(__name__)
 
 FIELDS = ("request_id", "created_at", "key_id", "model", "deployment", "endpoint", "status",
-          "prompt_tokens", "completion_tokens", "total_tokens", "spend", "latency_ms", "stream", "batch_id")
+          "prompt_tokens", "completion_tokens", "total_tokens", "spend", "latency_ms", "stream", "batch_id",
+          "cache_hit")
 
 
 def make_record(*, key_id, model, deployment, endpoint, status, usage=None, spend=0.0, latency_ms=0,
-                stream=False, request_id=None, created_at=None, batch_id=None):
+                stream=False, request_id=None, created_at=None, batch_id=None, cache_hit=None):
     """One usage row (SPEC §8) from OpenAI-shaped `usage` (chat/embeddings or responses' names)."""
     usage = usage or {}
     prompt = int(usage.get("prompt_tokens", usage.get("input_tokens")) or 0)
@@ -27,7 +28,7 @@ def make_record(*, key_id, model, deployment, endpoint, status, usage=None, spen
             "status": int(status), "prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": int(usage.get("total_tokens") or prompt + completion),
             "spend": float(spend or 0.0), "latency_ms": int(latency_ms or 0), "stream": bool(stream),
-            "batch_id": batch_id}
+            "batch_id": batch_id, "cache_hit": cache_hit}
 
 
 def insert_sql(db):
