@@ -50,6 +50,30 @@ def test_writer_batches_rows_and_drain_flushes_everything(database):
                                                                                    "/v1/chat/completions")
 
 
+
+def test_under_gevent_sqlite_batches_are_written_from_a_real_thread(database, monkeypatch):
+    """In a gevent worker a SQLite insert would hold up every request of the worker while it runs; the
+    writer sends it to gevent's thread pool (PostgreSQL's driver waits cooperatively: unchanged)."""
+    import threading
+
+    from deltallm.governance import usage
+    writer = UsageWriter(batch_size=5, interval=30)
+    writer.off_hub = True
+    seen = []
+    real = usage.insert_sqlite
+
+    def spy(path, sql, rows):
+        seen.append(threading.get_ident())
+        return real(path, sql, rows)
+    monkeypatch.setattr(usage, "insert_sqlite", spy)
+    for i in range(12):
+        writer.record(row(i))
+    assert writer.close() and writer.written == 12 and models.Usage.select().count() == 12
+    if database.__class__.__name__.endswith("SqliteDatabase"):
+        assert len(seen) == 3 and threading.get_ident() not in seen
+    else:
+        assert seen == []
+
 def test_writer_flushes_in_the_background(database):
     writer = UsageWriter(interval=0.05)
     writer.record(row())
