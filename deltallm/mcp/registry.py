@@ -8,6 +8,7 @@ import threading
 import time
 
 from deltallm.mcp.client import McpClient
+from deltallm.stored import StoredRows
 
 logger = logging.getLogger(__name__)
 
@@ -64,25 +65,14 @@ class McpRegistry:
         self.options = {"timeout": timeout, "cache_seconds": cache_seconds}
         self.config = {key: McpServer(key, entry, "config", **self.options)
                        for key, entry in (config_servers or {}).items()}
-        self.loader, self.refresh_interval = loader, refresh_interval
-        self.checked_at, self.stamps = float("-inf"), set()
+        self.stored = StoredRows(loader, refresh_interval, "MCP servers")
+        self.stamps = set()
         self.dynamic = {}
 
     def refresh(self, force=False):
         """Ask the loader for the stored servers if the last answer is older than the interval."""
-        if self.loader is None:
-            return
-        now = time.monotonic()
-        if not force and now - self.checked_at < self.refresh_interval:
-            return
-        self.checked_at = now
-        try:
-            loaded = self.loader(self.stamps)
-        except Exception as exc:  # noqa: BLE001 - a database hiccup keeps the last known servers
-            logger.warning("mcp registry: could not load stored servers (%s); keeping the last list",
-                           exc.__class__.__name__)
-            return
-        if loaded is None:
+        loaded = self.stored.load(self.stamps, force)
+        if loaded is None:  # not due, unchanged, or the database failed (logged)
             return
         stamps, entries = loaded
         dynamic = {}

@@ -9,6 +9,7 @@ import time
 
 from deltallm.errors import ModelNotFound
 from deltallm.router.deployment import Deployment
+from deltallm.stored import StoredRows
 
 logger = logging.getLogger(__name__)
 
@@ -18,9 +19,7 @@ class ModelRegistry:
         self.created = int(time.time())
         self.defaults = dict(defaults or {})
         self.aliases = dict(aliases or {})
-        self.loader = loader
-        self.refresh_interval = refresh_interval
-        self.checked_at = float("-inf")
+        self.stored = StoredRows(loader, refresh_interval, "deployments")
         self.http = http  # providers.transport.HttpOptions, shared by every deployment
         self.config = [Deployment(entry["model_name"], self.with_defaults(entry["params"]),
                                   entry.get("model_info"), id=(entry.get("model_info") or {}).get("id"), http=http)
@@ -49,19 +48,8 @@ class ModelRegistry:
     # -- runtime deployments ----------------------------------------------------------------
     def refresh(self, force=False):
         """Ask the loader for the stored deployments if the last answer is older than the interval."""
-        if self.loader is None:
-            return
-        now = time.monotonic()
-        if not force and now - self.checked_at < self.refresh_interval:
-            return
-        self.checked_at = now
-        try:
-            rows = self.loader(set(self.dynamic))
-        except Exception as exc:  # noqa: BLE001 - a database hiccup keeps the last known registry
-            logger.warning("model registry: could not load stored deployments (%s); keeping the last list",
-                           exc.__class__.__name__)
-            return
-        if rows is None:  # unchanged
+        rows = self.stored.load(set(self.dynamic), force)
+        if rows is None:  # not due, unchanged, or the database failed (logged)
             return
         dynamic = {}
         for row in rows:
