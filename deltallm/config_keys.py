@@ -234,7 +234,7 @@ def check_params(params, where, provider, own):
 
 
 def check_mcp_servers(servers):
-    """mcp_servers: a mapping of server keys to entries (each checked by config.mcp_server_entry)."""
+    """mcp_servers: a mapping of server keys to entries (each checked by config_sections.mcp_server_entry)."""
     for server, entry in mapping(servers, "mcp_servers").items():
         mapping(entry, f"mcp_servers.{server}")
     return servers

@@ -2,6 +2,7 @@
 from flask import Blueprint, request
 
 from deltallm import config
+from deltallm.config_sections import mcp_server_entry
 from deltallm.api.common import gateway, json_body, json_response
 from deltallm.errors import ConfigError, GatewayError, InvalidRequest, NotFound
 from deltallm.keys import iso
@@ -45,7 +46,7 @@ def add_server():
     if not isinstance(key, str):
         raise InvalidRequest("Missing required parameter: 'server_key' (a string).", param="server_key")
     try:
-        entry, ignored = config.mcp_server_entry(
+        entry, ignored = mcp_server_entry(
             key, config.substitute_env(raw, "body", gw.settings.environment_variables), "body")
     except ConfigError as exc:
         path = str(exc).partition(": ")[0].removeprefix("body").lstrip(".")

@@ -50,7 +50,7 @@ class DatabaseStorage:
 
 
 def make_storage(config):
-    """The backend `general_settings.files_storage` names (validated by config.FilesStorageSchema)."""
+    """The backend `general_settings.files_storage` names (validated by config_sections.FilesStorageSchema)."""
     config = dict(config or {"type": "database"})
     kind = config.pop("type")
     if kind == "database":

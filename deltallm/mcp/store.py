@@ -26,7 +26,7 @@ def entry(box, row):
 
 
 def store(box, key, server):
-    """Save one server (an entry from config.mcp_server_entry); credentials are sealed (refused
+    """Save one server (an entry from config_sections.mcp_server_entry); credentials are sealed (refused
     without an encryption key)."""
     auth = server["auth"]
     hidden = {k: auth[k] for k in ("token", "headers") if auth.get(k)}
