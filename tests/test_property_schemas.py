@@ -376,3 +376,13 @@ def test_a_flat_schema_with_hooks_is_loaded_by_marshmallow():
     assert flat_load(schema, {"name": "bob"}) == (None, {"name": ["not bob"]})
     assert flat_load(schema, {"name": "al", "extra": 1}) == ({"name": "al", "extra": 1}, None)
     assert flat_load(schema, {}) == (None, {"name": ["Missing data for required field."]})
+
+
+def test_a_flat_schema_with_defaults_is_loaded_by_marshmallow():
+    class Defaulted(FlatSchema):
+        name = StrictString(required=True)
+        size = StrictString(load_default="m")
+
+    schema = Defaulted()
+    assert schema.flat is False
+    assert flat_load(schema, {"name": "al"}) == ({"name": "al", "size": "m"}, None)

@@ -1,5 +1,5 @@
 """Strict marshmallow fields (JSON types as OpenAI checks them) and the load-or-400 helper."""
-from marshmallow import INCLUDE, Schema, ValidationError, fields
+from marshmallow import INCLUDE, Schema, ValidationError, fields, missing
 
 from deltallm.config import first_error
 from deltallm.errors import InvalidRequest
@@ -73,8 +73,8 @@ class FlatSchema(Schema):
     and usually sends 3 or 4); on the request path that was most of validation's cost. Each present
     field is still checked by its marshmallow field (`Field.deserialize`: null handling, type,
     validators), a required field that is absent is reported as marshmallow reports it, and errors
-    have marshmallow's shape. A subclass that declares hooks (`@validates`, `@pre_load` ...) is
-    loaded by marshmallow itself, so none is ever skipped.
+    have marshmallow's shape. A subclass that declares hooks (`@validates`, `@pre_load` ...) or a
+    field with a `load_default` is loaded by marshmallow itself, so neither is ever skipped.
     """
 
     class Meta:
@@ -82,7 +82,9 @@ class FlatSchema(Schema):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.flat = not any(self._hooks.values())
+        # hooks, or defaults for absent fields, need marshmallow's own load (it visits every field)
+        self.flat = not any(self._hooks.values()) and all(
+            field.load_default is missing for field in self.load_fields.values())
         self.required = [name for name, field in self.load_fields.items() if field.required]
 
     def load(self, data, *, many=None, partial=None, unknown=None):
