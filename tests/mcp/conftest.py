@@ -1,7 +1,7 @@
 """Fixtures for the MCP tests: fake MCP servers and an app that knows them."""
 import pytest
 
-from deltallm import create_app, keys, models
+from deltallm import keys
 from tests.conftest import MASTER_KEY, base_config
 from tests.fakes.mcp import FakeMcp
 
@@ -32,14 +32,6 @@ def config(tmp_path, docs, wiki):
     config["mcp_servers"] = {"docs": {"url": docs.url, "description": "The docs"},
                              "wiki": {"url": wiki.url, "auth": {"type": "bearer", "token": "wiki-token-123456"}}}
     return config
-
-
-@pytest.fixture
-def app(config):
-    app = create_app(config)
-    app.config["TESTING"] = True
-    models.migrate()
-    return app
 
 
 @pytest.fixture
