@@ -36,8 +36,9 @@ def legacy_completion(gw, call, body):
     return completions.from_chat(results, body.get("n") or 1)
 
 
-def response(gw, call, req):
-    body = to_chat(req)
+def response(gw, call, req, body=None):
+    """A Responses request through chat; `body` is its chat form when the caller made it already."""
+    body = to_chat(req) if body is None else body
     completion = gw.router.run(call, req["model"], lambda d: d.adapter.chat(call, body))
     return from_completion(completion, as_applied(req, call.deployment.adapter))
 

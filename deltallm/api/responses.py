@@ -25,7 +25,7 @@ def create_response():
     if found:
         return mcp_answer(call, req, body, found)
     if not req.get("stream"):
-        return json_response(response(gw, call, req))
+        return json_response(response(gw, call, req, body))
     return respond(open_events(gw, call, req, body))
 
 
@@ -37,7 +37,7 @@ def create_cached(gw, req, call):
     if found:
         return mcp_answer(call, req, body, found)
     if not req.get("stream"):
-        return cached.json_answer(req, call, lambda: response(gw, call, req), decision)
+        return cached.json_answer(req, call, lambda: response(gw, call, req, body), decision)
     return cached.stream_answer(req, call, lambda: open_events(gw, call, req, body), respond, decision=decision)
 
 
